@@ -1,0 +1,64 @@
+# InferWatch: `make demo` sets up and runs everything locally; `make test` runs the suite.
+# Every install step lives here: two locked virtual environments (pipeline and Superset,
+# which cannot share SQLAlchemy), installed with uv from requirements/*.lock.txt.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+PIPE := $(VENV)/pipeline
+SUPERSET := $(VENV)/superset
+UV := $(VENV)/uv/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
+IW := $(PIPE)/bin/inferwatch
+
+.PHONY: setup demo stop test lint lock clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)/uv
+	$(VENV)/uv/bin/pip install -q uv==$(UV_VERSION)
+
+$(PIPE)/.installed: requirements/pipeline.lock.txt pyproject.toml | $(UV)
+	[ -x $(PIPE)/bin/python ] || $(UV) venv -q -p $(PYTHON) $(PIPE)
+	$(UV) pip install -q -p $(PIPE)/bin/python -r requirements/pipeline.lock.txt
+	$(UV) pip install -q -p $(PIPE)/bin/python --no-deps -e .
+	touch $@
+
+$(SUPERSET)/.installed: requirements/superset.lock.txt | $(UV)
+	[ -x $(SUPERSET)/bin/python ] || $(UV) venv -q -p $(PYTHON) $(SUPERSET)
+	$(UV) pip install -q -p $(SUPERSET)/bin/python -r requirements/superset.lock.txt
+	touch $@
+
+setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install both locked environments
+
+demo: setup  ## simulate two weeks (if the lake is empty), run the pipeline, serve dashboards
+	$(IW) simulate --if-empty
+	$(IW) run
+	$(IW) superset start
+	$(IW) superset sync > /dev/null
+	$(IW) airflow start
+	@echo; $(IW) urls; echo; echo "Stop everything with: make stop"
+
+stop:  ## stop the Superset and Airflow that `make demo` started (by pid)
+	-[ ! -x $(IW) ] || $(IW) airflow stop
+	-[ ! -x $(IW) ] || $(IW) superset stop
+
+test: setup  ## install what the tests need and run the whole suite
+	$(PIPE)/bin/ruff check plugins dags tests benchmarks
+	$(PIPE)/bin/sqlfluff lint dbt_project/models
+	$(PIPE)/bin/python -m pytest tests
+
+lint:  ## ruff + sqlfluff
+	$(PIPE)/bin/ruff check plugins dags tests benchmarks
+	$(PIPE)/bin/sqlfluff lint dbt_project/models
+
+lock: | $(UV)  ## re-resolve the lock files from requirements/*.in
+	$(UV) pip compile -q --python-version 3.11 requirements/pipeline.in -o requirements/pipeline.lock.txt
+	$(UV) pip compile -q --python-version 3.11 requirements/superset.in -o requirements/superset.lock.txt
+
+clean: stop  ## remove environments and generated data
+	rm -rf $(VENV) data

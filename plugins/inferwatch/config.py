@@ -1,0 +1,109 @@
+"""Settings read from the environment, and the fixed paths InferWatch keeps its state in."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The checkout root (…/plugins/inferwatch/config.py → three levels up).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+SUPERSET_ASSETS_DIR = PROJECT_ROOT / "superset"
+DAGS_DIR = PROJECT_ROOT / "dags"
+
+
+def _default_data_dir() -> Path:
+    return PROJECT_ROOT / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the lake is and where InferWatch keeps its own state.
+
+    ``lake_url`` is any fsspec URL or plain path (``file://``, ``/abs/path``, ``s3://bucket/root``).
+    ``data_dir`` is always a local folder: the warehouse, the published DuckDB files, the Airflow
+    home of ``inferwatch run`` and the generated secrets live there.
+    """
+
+    lake_url: str
+    data_dir: Path
+    #: Airflow connection that carries credentials and ``endpoint_url`` for an ``s3://`` lake.
+    lake_conn_id: str = "inferwatch_lake"
+    superset_url: str = "http://127.0.0.1:8088"
+    airflow_url: str = "http://127.0.0.1:8080"
+    #: Key for the keyed hash of ``user_id``. Never in the repository: from the environment or
+    #: from the generated secrets file.
+    user_hash_key: str | None = field(default=None, repr=False)
+    #: Overrides of the suites' thresholds, e.g. {"quarantine_share_ceiling": 0.1}.
+    validation_thresholds: dict = field(default_factory=dict)
+    duckdb_threads: int = 2
+    duckdb_memory_limit: str = "4GB"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("INFERWATCH_DATA_DIR") or _default_data_dir()).resolve()
+        lake_url = env.get("INFERWATCH_LAKE_URL") or str(data_dir / "lake")
+        secrets = read_secrets(data_dir / "secrets.env")
+        return cls(
+            lake_url=lake_url,
+            data_dir=data_dir,
+            lake_conn_id=env.get("INFERWATCH_LAKE_CONN_ID", "inferwatch_lake"),
+            superset_url=env.get("INFERWATCH_SUPERSET_URL", "http://127.0.0.1:8088").rstrip("/"),
+            airflow_url=env.get("INFERWATCH_AIRFLOW_URL", "http://127.0.0.1:8080").rstrip("/"),
+            user_hash_key=env.get("INFERWATCH_USER_HASH_KEY") or secrets.get(
+                "INFERWATCH_USER_HASH_KEY"
+            ),
+            validation_thresholds=json.loads(env.get("INFERWATCH_THRESHOLDS") or "{}"),
+            duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
+            duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),
+        )
+
+    # ---------- state paths (all under data_dir)
+    @property
+    def warehouse_path(self) -> Path:
+        """The DuckDB file dbt builds into; never read by Superset."""
+        return self.data_dir / "warehouse" / "warehouse.duckdb"
+
+    @property
+    def serving_path(self) -> Path:
+        return self.data_dir / "serving.duckdb"
+
+    @property
+    def ops_path(self) -> Path:
+        return self.data_dir / "ops.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "pipeline.lock"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.data_dir / "secrets.env"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.data_dir / "data_docs"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Per-run records (validation results, run outcome) that feed ops.duckdb."""
+        return self.data_dir / "runs"
+
+
+def read_secrets(path: Path) -> dict[str, str]:
+    """Parse the generated ``KEY=value`` secrets file; missing file → empty."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,232 @@
+"""Raw objects → bronze Parquet, quarantine Parquet and manifest rows, chunk by chunk.
+
+Objects are processed in chunks of bounded size: fetched and inflated in threads (both release
+the GIL), parsed together in one DuckDB statement, and written as one immutable file set per
+chunk: ``bronze/events/batch=<id>/<chunk>.parquet``, ``quarantine/batch=<id>/<chunk>.parquet``,
+then ``bronze/manifest/batch=<id>/<chunk>.parquet`` last, which is what commits the chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from inferwatch.ingest.lines import Decoded, decompress, lines_table
+from inferwatch.ingest.manifest import (
+    EVENTS_PREFIX,
+    MANIFEST_PREFIX,
+    MANIFEST_SCHEMA,
+    QUARANTINE_PREFIX,
+)
+from inferwatch.ingest.parse import parse
+from inferwatch.ingest.pii import hash_user_id
+from inferwatch.lake import Lake, ObjectInfo
+
+log = logging.getLogger(__name__)
+
+#: Raw bytes per chunk: large enough to amortise DuckDB's per-statement cost, small enough
+#: to keep memory bounded (the inflated text and its Arrow view both live during parsing).
+CHUNK_BYTES = 128 << 20
+
+EVENT_COLUMNS = """
+    event_id, request_id, model, model_version, endpoint, client_id, user_hash,
+    event_ts, status, error_type, error_message, retry_count, fallback,
+    latency_ms, confidence, prediction, input_features, geo_country, geo_region,
+    resources, model_metadata, usage, schema_version, extra,
+    object_key, line_number, batch_id, ingested_at
+"""
+
+
+@dataclass
+class IngestReport:
+    batch_id: str
+    objects: int = 0
+    lines_read: int = 0
+    lines_loaded: int = 0
+    lines_quarantined: int = 0
+    lines_blank: int = 0
+    truncated_objects: list[str] = field(default_factory=list)
+    days: set[str] = field(default_factory=set)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        out = dict(self.__dict__)
+        out["days"] = sorted(self.days)
+        return out
+
+
+def chunks(objects: list[ObjectInfo], limit: int = CHUNK_BYTES) -> Iterator[list[ObjectInfo]]:
+    current: list[ObjectInfo] = []
+    size = 0
+    for obj in objects:
+        if current and size + obj.size > limit:
+            yield current
+            current, size = [], 0
+        current.append(obj)
+        size += obj.size
+    if current:
+        yield current
+
+
+def ingest(
+    lake: Lake,
+    objects: list[ObjectInfo],
+    *,
+    batch_id: str,
+    user_hash_key: bytes,
+    work_dir: Path,
+    threads: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Ingest ``objects`` into bronze; safe to repeat (a re-run rewrites the same chunk files)."""
+    started = time.monotonic()
+    report = IngestReport(batch_id=batch_id)
+    ingested_at = datetime.now(UTC).replace(tzinfo=None)
+    planned = list(chunks(objects))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for number, chunk in enumerate(planned):
+            decoded = list(pool.map(lambda o: decompress(o.key, lake.read_bytes(o.key)), chunk))
+            _ingest_chunk(
+                lake, chunk, decoded, report,
+                chunk_name=f"{number:05d}", ingested_at=ingested_at,
+                user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
+            )  # fmt: skip
+            if progress:
+                progress(
+                    f"chunk {number + 1}/{len(planned)}: {report.objects}/{len(objects)} objects, "
+                    f"{report.lines_loaded} events, {report.lines_quarantined} quarantined"
+                )
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _ingest_chunk(
+    lake: Lake,
+    chunk: list[ObjectInfo],
+    decoded: list[Decoded],
+    report: IngestReport,
+    *,
+    chunk_name: str,
+    ingested_at: datetime,
+    user_hash_key: bytes,
+    work_dir: Path,
+    threads: int,
+) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
+        con.execute(f"set threads = {int(threads)}")
+        con.register("lines", lines_table(decoded))
+        parse(con)
+        _register_user_hashes(con, user_hash_key)
+        con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
+                    [report.batch_id, ingested_at])  # fmt: skip
+
+        events = Path(tmp) / "events.parquet"
+        con.execute(f"""
+            copy (
+                select {EVENT_COLUMNS}
+                from parsed
+                cross join batch_info
+                left join user_hashes using (user_id)
+                where not is_blank and reason is null
+                order by event_ts
+            ) to '{events}' (format parquet, compression zstd)
+        """)
+        quarantine = Path(tmp) / "quarantine.parquet"
+        con.execute(f"""
+            copy (
+                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at
+                from parsed cross join batch_info
+                where reason is not null
+                order by object_key, line_number
+            ) to '{quarantine}' (format parquet, compression zstd)
+        """)
+        stats = con.execute("""
+            select object_key,
+                   count(*) as lines_read,
+                   count(*) filter (not is_blank and reason is null) as lines_loaded,
+                   count(*) filter (reason is not null) as lines_quarantined,
+                   count(*) filter (is_blank) as lines_blank
+            from parsed group by object_key
+        """).fetchall()
+        days = con.execute(
+            "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
+            "where not is_blank and reason is null"
+        ).fetchall()
+
+        manifest = Path(tmp) / "manifest.parquet"
+        pq.write_table(
+            _manifest_table(chunk, decoded, stats, report, chunk_name, ingested_at), manifest
+        )
+
+        # Order matters: the manifest commits the chunk, so it lands last.
+        part = f"batch={report.batch_id}/{chunk_name}.parquet"
+        lake.move_in(str(events), f"{EVENTS_PREFIX}/{part}")
+        lake.move_in(str(quarantine), f"{QUARANTINE_PREFIX}/{part}")
+        lake.move_in(str(manifest), f"{MANIFEST_PREFIX}/{part}")
+
+    by_key = {row[0]: row for row in stats}
+    for obj, dec in zip(chunk, decoded, strict=True):
+        _, read, loaded, quarantined, blank = by_key.get(obj.key, (obj.key, 0, 0, 0, 0))
+        report.objects += 1
+        report.lines_read += read
+        report.lines_loaded += loaded
+        report.lines_quarantined += quarantined
+        report.lines_blank += blank
+        if dec.truncated:
+            report.truncated_objects.append(obj.key)
+            log.warning("%s: gzip stream is cut or corrupt; kept the lines before the cut", obj.key)
+    report.days.update(day for (day,) in days)
+
+
+def _register_user_hashes(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """HMAC each distinct user id once (far fewer than events), then join it back in SQL."""
+    distinct = [
+        u for (u,) in con.execute("select distinct user_id from parsed where user_id is not null")
+        .fetchall()
+    ]
+    table = pa.table(
+        {"user_id": distinct, "user_hash": [hash_user_id(u, key) for u in distinct]},
+        schema=pa.schema([("user_id", pa.string()), ("user_hash", pa.string())]),
+    )
+    con.register("user_hashes", table)
+
+
+def _manifest_table(
+    chunk: list[ObjectInfo],
+    decoded: list[Decoded],
+    stats: list[tuple],
+    report: IngestReport,
+    chunk_name: str,
+    ingested_at: datetime,
+) -> pa.Table:
+    by_key = {row[0]: row for row in stats}
+    rows = []
+    for obj, dec in zip(chunk, decoded, strict=True):
+        _, read, loaded, quarantined, blank = by_key.get(obj.key, (obj.key, 0, 0, 0, 0))
+        rows.append(
+            {
+                "object_key": obj.key,
+                "object_size": obj.size,
+                "object_version": obj.version,
+                "batch_id": report.batch_id,
+                "chunk": chunk_name,
+                "lines_read": read,
+                "lines_loaded": loaded,
+                "lines_quarantined": quarantined,
+                "lines_blank": blank,
+                "truncated": dec.truncated,
+                "ingested_at": ingested_at,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)

@@ -1,0 +1,76 @@
+"""The manifest: which raw objects were ingested, in which version, with what line counts.
+
+It is a set of small Parquet files under ``bronze/manifest/``, one per ingested chunk, each
+written only after that chunk's bronze and quarantine files are in place: an object is in the
+manifest only once its rows are safely in bronze, so a crashed run is simply redone.
+The newest row per ``object_key`` is the object's current version.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from inferwatch.lake import Lake, ObjectInfo, is_raw_log
+
+log = logging.getLogger(__name__)
+
+RAW_PREFIX = "raw"
+MANIFEST_PREFIX = "bronze/manifest"
+EVENTS_PREFIX = "bronze/events"
+QUARANTINE_PREFIX = "quarantine"
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("object_key", pa.string()),
+        ("object_size", pa.int64()),
+        ("object_version", pa.string()),
+        ("batch_id", pa.string()),
+        ("chunk", pa.string()),
+        ("lines_read", pa.int64()),
+        ("lines_loaded", pa.int64()),
+        ("lines_quarantined", pa.int64()),
+        ("lines_blank", pa.int64()),
+        ("truncated", pa.bool_()),
+        ("ingested_at", pa.timestamp("us")),
+    ]
+)
+
+
+def read_manifest(lake: Lake) -> pa.Table:
+    """Every manifest row ever written (all versions of every object)."""
+    files = [o.key for o in lake.list(MANIFEST_PREFIX) if o.key.endswith(".parquet")]
+    if not files:
+        return MANIFEST_SCHEMA.empty_table()
+    dataset = pads.dataset(
+        [lake.path(k) for k in files], schema=MANIFEST_SCHEMA, format="parquet", filesystem=lake.fs
+    )
+    return dataset.to_table()
+
+
+def current_versions(manifest: pa.Table) -> dict[str, tuple[int, str]]:
+    """object_key → (size, version) of the newest ingestion of each object."""
+    rows = sorted(
+        zip(
+            manifest["ingested_at"].to_pylist(),
+            manifest["object_key"].to_pylist(),
+            manifest["object_size"].to_pylist(),
+            manifest["object_version"].to_pylist(),
+            strict=True,
+        )
+    )
+    return {key: (size, version) for _, key, size, version in rows}
+
+
+def discover(lake: Lake) -> list[ObjectInfo]:
+    """Raw objects that are new or were rewritten since they were ingested."""
+    seen = current_versions(read_manifest(lake))
+    new = [
+        obj
+        for obj in lake.list(RAW_PREFIX)
+        if is_raw_log(obj.key) and seen.get(obj.key) != (obj.size, obj.version)
+    ]
+    log.info("discovered %d new or changed raw objects (%d already ingested)", len(new), len(seen))
+    return new

@@ -1,0 +1,125 @@
+"""Publish the warehouse to the files Superset reads, atomically (DESIGN.md: publishing).
+
+A DuckDB file has one writer or many readers, never both (STACK_NOTES), so nothing is written
+in place: each published file is built under a temporary name, checkpointed, closed and then
+``os.replace``-d over the served one. Readers answer from the old file until the swap and from
+the new one right after.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import duckdb
+
+from inferwatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: What the dashboards read; replaced only by a build that passed the gate.
+SERVING_TABLES = ("fct_inferences", "mart_inference_hourly")
+#: What explains the pipeline; replaced after every run, whatever the gate decided.
+OPS_TABLES = ("mart_ingestion", "fct_quarantine")
+
+
+def _swap_in(target: Path, fill) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with duckdb.connect(str(tmp)) as con:
+            fill(con)
+            con.execute("checkpoint")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(f"{tmp}.wal").unlink(missing_ok=True)
+
+
+def _copy_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: tuple[str, ...]) -> None:
+    con.execute(f"attach '{warehouse}' as warehouse (read_only)")
+    present = {
+        name
+        for (name,) in con.execute(
+            "select table_name from information_schema.tables where table_catalog = 'warehouse'"
+        ).fetchall()
+    }
+    for table in tables:
+        if table in present:
+            con.execute(f"create table main.{table} as select * from warehouse.main.{table}")
+    con.execute("detach warehouse")
+
+
+def publish_serving(settings: Settings) -> Path:
+    """Swap in a new serving.duckdb holding the dashboards' marts from the candidate build."""
+    _swap_in(
+        settings.serving_path,
+        lambda con: _copy_tables(con, settings.warehouse_path, SERVING_TABLES),
+    )
+    log.info("published %s", settings.serving_path)
+    return settings.serving_path
+
+
+def record_run(settings: Settings, run_id: str, record: dict) -> Path:
+    """Keep one JSON per run (outcome, validation rows): the append-only history ops shows."""
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.runs_dir / f"{_safe(run_id)}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, default=str, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def publish_ops(settings: Settings) -> Path:
+    """Swap in a new ops.duckdb: ingestion, quarantine, validation results and run history."""
+
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        if settings.warehouse_path.exists():
+            _copy_tables(con, settings.warehouse_path, OPS_TABLES)
+        runs = sorted(settings.runs_dir.glob("*.json")) if settings.runs_dir.exists() else []
+        records = [json.loads(p.read_text()) for p in runs]
+        con.execute("""
+            create table pipeline_runs (
+                run_id varchar, started_at timestamp, finished_at timestamp, outcome varchar,
+                gate_passed boolean, message varchar, objects bigint, lines_read bigint,
+                lines_loaded bigint, lines_quarantined bigint, days varchar
+            )
+        """)
+        con.execute("""
+            create table mart_data_quality (
+                run_id varchar, suite varchar, severity varchar, expectation varchar,
+                "column" varchar, success boolean, observed_value varchar, threshold varchar,
+                validated_at timestamp
+            )
+        """)
+        for rec in records:
+            ingest = rec.get("ingest") or {}
+            con.execute(
+                "insert into pipeline_runs values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    rec.get("run_id"), rec.get("started_at"), rec.get("finished_at"),
+                    rec.get("outcome"), rec.get("gate_passed"), rec.get("message"),
+                    ingest.get("objects"), ingest.get("lines_read"), ingest.get("lines_loaded"),
+                    ingest.get("lines_quarantined"), ",".join(ingest.get("days") or []),
+                ],
+            )  # fmt: skip
+            for row in rec.get("validation") or []:
+                con.execute(
+                    "insert into mart_data_quality values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        row.get("run_id"), row.get("suite"), row.get("severity"),
+                        row.get("expectation"), row.get("column"), row.get("success"),
+                        row.get("observed_value"), row.get("threshold"), row.get("validated_at"),
+                    ],
+                )  # fmt: skip
+
+    _swap_in(settings.ops_path, fill)
+    log.info("published %s", settings.ops_path)
+    return settings.ops_path
+
+
+def _safe(run_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)

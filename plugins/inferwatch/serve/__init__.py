@@ -1,0 +1,1 @@
+"""Serve: the local Superset, and dashboards-as-code synced into it."""

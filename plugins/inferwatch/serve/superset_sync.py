@@ -1,0 +1,242 @@
+"""Dashboards as code: import ``superset/`` into a running Superset through its REST API.
+
+The assets follow Superset's export layout, one YAML per asset, linked by UUID:
+``databases/<db>.yaml``, ``datasets/<db>/<table>.yaml``, ``charts/<dashboard>/<chart>.yaml``,
+``dashboards/<dashboard>.yaml``. Two things differ from a raw export, both for review:
+
+- the database's ``sqlalchemy_uri`` holds ``${SERVING_PATH}``, filled here with the absolute
+  path of the published ``serving.duckdb`` (opened read-only);
+- a chart's ``query_context`` is a YAML mapping without ``form_data``; here it gets
+  ``form_data`` (= ``params``) and is serialised to the JSON string Superset stores.
+
+Each asset type goes through its own import endpoint with ``overwrite=true`` (a dashboard
+import overwrites only the dashboard, not its charts or dataset), in dependency order, so a
+re-sync updates everything in place: objects are matched by UUID, never duplicated.
+
+Runs in the pipeline's environment: PyYAML, requests and zipfile only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import zipfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from inferwatch.config import SUPERSET_ASSETS_DIR, Settings, read_secrets
+
+log = logging.getLogger(__name__)
+
+SERVING_PATH_PLACEHOLDER = "${SERVING_PATH}"
+BUNDLE_ROOT = "inferwatch_superset_assets"
+IMPORT_VERSION = "1.0.0"
+
+#: (folder, Superset model named in metadata.yaml, REST resource), in import order.
+ASSET_TYPES = (
+    ("databases", "Database", "database"),
+    ("datasets", "SqlaTable", "dataset"),
+    ("charts", "Slice", "chart"),
+    ("dashboards", "Dashboard", "dashboard"),
+)
+
+
+class SupersetSyncError(RuntimeError):
+    """Superset refused a login or an import."""
+
+
+# ---------- assets → bundles
+def load_assets(assets_dir: Path = SUPERSET_ASSETS_DIR) -> dict[str, dict[str, Any]]:
+    """Every asset YAML under ``assets_dir``, keyed by its path relative to it."""
+    assets = {}
+    for folder, _, _ in ASSET_TYPES:
+        for path in sorted((assets_dir / folder).rglob("*.yaml")):
+            assets[path.relative_to(assets_dir).as_posix()] = yaml.safe_load(path.read_text())
+    if not any(name.startswith("dashboards/") for name in assets):
+        raise FileNotFoundError(f"no dashboards/*.yaml under {assets_dir}")
+    return assets
+
+
+def render_assets(assets: dict[str, dict[str, Any]], serving_path: Path) -> dict[str, dict]:
+    """Assets as Superset imports them: serving path filled in, query contexts as JSON."""
+    serving = Path(serving_path).resolve()
+    if any(char in str(serving) for char in "?#%"):
+        raise ValueError(f"serving path {serving} holds a URL-reserved character")
+    rendered = {}
+    for name, config in assets.items():
+        config = dict(config)
+        if name.startswith("databases/"):
+            config["sqlalchemy_uri"] = config["sqlalchemy_uri"].replace(
+                SERVING_PATH_PLACEHOLDER, str(serving)
+            )
+        elif name.startswith("charts/") and isinstance(config.get("query_context"), dict):
+            query_context = dict(config["query_context"])
+            query_context.setdefault("form_data", config.get("params") or {})
+            config["query_context"] = json.dumps(query_context)
+        rendered[name] = config
+    return rendered
+
+
+def build_bundle(rendered: dict[str, dict], model: str, folders: Iterable[str]) -> bytes:
+    """A Superset import zip: ``<root>/metadata.yaml`` plus the assets under ``folders``."""
+    folders = tuple(f"{folder}/" for folder in folders)
+    metadata = {
+        "version": IMPORT_VERSION,
+        "type": model,
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr(f"{BUNDLE_ROOT}/metadata.yaml", yaml.safe_dump(metadata))
+        for name, config in rendered.items():
+            if name.startswith(folders):
+                bundle.writestr(f"{BUNDLE_ROOT}/{name}", yaml.safe_dump(config, sort_keys=False))
+    return buffer.getvalue()
+
+
+# ---------- REST
+def admin_password(settings: Settings) -> str | None:
+    """``SUPERSET_ADMIN_PASSWORD`` from the environment, else from the secrets file."""
+    return os.environ.get("SUPERSET_ADMIN_PASSWORD") or read_secrets(settings.secrets_path).get(
+        "SUPERSET_ADMIN_PASSWORD"
+    )
+
+
+class SupersetClient:
+    """A logged-in REST session: bearer token, session cookie and CSRF token."""
+
+    def __init__(self, url: str, username: str, password: str, timeout: float = 120.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+        response = self.http.post(
+            f"{self.url}/api/v1/security/login",
+            json={"username": username, "password": password, "provider": "db", "refresh": False},
+            timeout=timeout,
+        )
+        if response.status_code != 200:
+            raise SupersetSyncError(
+                f"login as {username!r} at {self.url} failed: HTTP {response.status_code}"
+            )
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        csrf = self.request("GET", "/api/v1/security/csrf_token/")["result"]
+        self.http.headers.update({"X-CSRFToken": csrf, "Referer": self.url})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.http.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        if not response.ok:
+            raise SupersetSyncError(
+                f"{method} {path}: HTTP {response.status_code}: {response.text[:2000]}"
+            )
+        return response.json() if response.content else {}
+
+    def import_bundle(self, resource: str, bundle: bytes) -> None:
+        self.request(
+            "POST",
+            f"/api/v1/{resource}/import/",
+            files={"formData": ("bundle.zip", bundle, "application/zip")},
+            data={"overwrite": "true"},
+        )
+
+    def find_by_uuid(self, resource: str, uuid: str) -> list[int]:
+        """Ids of the ``resource`` objects with this UUID (at most one, by Superset's schema)."""
+        query = f"(filters:!((col:uuid,opr:eq,value:'{uuid}')),columns:!(id),page_size:100)"
+        rows = self.request("GET", f"/api/v1/{resource}/?q={query}")["result"]
+        return [row["id"] for row in rows]
+
+
+def _client(settings: Settings, username: str, password: str | None) -> SupersetClient:
+    password = password or admin_password(settings)
+    if not password:
+        raise SupersetSyncError(
+            "no Superset password: set SUPERSET_ADMIN_PASSWORD or add it to "
+            f"{settings.secrets_path}"
+        )
+    return SupersetClient(settings.superset_url, username, password)
+
+
+def sync(
+    settings: Settings,
+    *,
+    username: str = "admin",
+    password: str | None = None,
+    assets_dir: Path = SUPERSET_ASSETS_DIR,
+) -> dict[str, dict[str, int]]:
+    """Import every asset, overwriting by UUID; return ``{resource: {uuid: id}}``.
+
+    ``password`` defaults to :func:`admin_password`. Raises :class:`SupersetSyncError` when
+    Superset refuses the login or an import.
+    """
+    return _sync(settings, _client(settings, username, password), assets_dir)
+
+
+def _sync(
+    settings: Settings, client: SupersetClient, assets_dir: Path
+) -> dict[str, dict[str, int]]:
+    started = time.monotonic()
+    if not settings.serving_path.exists():
+        log.warning(
+            "%s does not exist yet: charts fail until it is published", settings.serving_path
+        )
+    rendered = render_assets(load_assets(assets_dir), settings.serving_path)
+    folders: list[str] = []
+    for folder, model, resource in ASSET_TYPES:
+        folders.append(folder)
+        client.import_bundle(resource, build_bundle(rendered, model, folders))
+    result: dict[str, dict[str, int]] = {}
+    for folder, _, resource in ASSET_TYPES:
+        ids = result.setdefault(resource, {})
+        for name, config in rendered.items():
+            if name.startswith(f"{folder}/"):
+                found = client.find_by_uuid(resource, config["uuid"])
+                if len(found) != 1:
+                    raise SupersetSyncError(f"{resource} {config['uuid']} ({name}): ids {found}")
+                ids[config["uuid"]] = found[0]
+    log.info(
+        "Superset sync to %s: %s in %.1f s",
+        client.url,
+        {resource: len(ids) for resource, ids in result.items()},
+        time.monotonic() - started,
+    )
+    return result
+
+
+def refresh(
+    settings: Settings,
+    *,
+    username: str = "admin",
+    password: str | None = None,
+    assets_dir: Path = SUPERSET_ASSETS_DIR,
+) -> bool:
+    """The pipeline's last step: re-sync the assets and refresh dataset columns from the table.
+
+    Returns False, with a warning and without raising, when Superset does not answer or no
+    password is configured: a published build must not fail for want of a dashboard server.
+    Import errors from a reachable Superset raise :class:`SupersetSyncError`.
+    """
+    url = settings.superset_url
+    try:
+        healthy = requests.get(f"{url}/health", timeout=5).status_code == 200
+    except requests.RequestException:
+        healthy = False
+    if not healthy:
+        log.warning("Superset at %s is not reachable; dashboards not refreshed", url)
+        return False
+    if not (password or admin_password(settings)):
+        log.warning("no SUPERSET_ADMIN_PASSWORD configured; Superset at %s not refreshed", url)
+        return False
+    client = _client(settings, username, password)
+    ids = _sync(settings, client, assets_dir)
+    for dataset_id in ids["dataset"].values():
+        # adds the columns the table gained since the YAML was written, drops vanished ones
+        client.request("PUT", f"/api/v1/dataset/{dataset_id}/refresh")
+    log.info("Superset at %s refreshed (%d datasets)", url, len(ids["dataset"]))
+    return True

@@ -1,0 +1,115 @@
+"""Shared, expensive things, made once per session: one simulated lake, one pipeline run,
+one S3 API server, one Superset.
+
+Airflow reads its configuration when first imported, so its environment (a temporary
+AIRFLOW_HOME with a SQLite metadata DB, our DAGs folder) is set here, before any test module
+imports Airflow.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from inferwatch import airflow_env
+from inferwatch.config import Settings
+
+pytest_plugins = ["fixtures_superset"]
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="inferwatch-test-airflow-"))
+os.environ["INFERWATCH_USER_HASH_KEY"] = secrets.token_hex(16)  # tests make their own key
+for _key, _value in airflow_env.airflow_environment(
+    Settings.from_env(), home=AIRFLOW_HOME
+).items():
+    os.environ[_key] = _value
+
+SIM_START = datetime(2025, 5, 1, tzinfo=UTC)
+SIM_END = datetime(2025, 5, 15, tzinfo=UTC)
+SIM_EVENTS = 150_000
+
+
+@dataclass
+class PipelineRun:
+    settings: Settings
+    truth_dir: Path
+    state: str
+
+    def warehouse(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.settings.warehouse_path), read_only=True)
+
+    def serving(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.settings.serving_path), read_only=True)
+
+    def ops(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.settings.ops_path), read_only=True)
+
+    def truth(self, name: str) -> pd.DataFrame:
+        return pd.read_csv(self.truth_dir / f"{name}.csv")
+
+
+def settings_for(lake_url: str, data_dir: Path) -> Settings:
+    return Settings.from_env({**os.environ, "INFERWATCH_LAKE_URL": lake_url,
+                              "INFERWATCH_DATA_DIR": str(data_dir)})  # fmt: skip
+
+
+def run_pipeline(settings: Settings) -> str:
+    """One `dag.test()` of inferwatch_pipeline, exactly what `inferwatch run` does."""
+    from inferwatch.runner import run_once
+
+    return run_once(settings, home=AIRFLOW_HOME)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def airflow_metadata_db() -> Path:
+    """Migrate the session's Airflow metadata DB once (DagBag and dag.test() need it)."""
+    airflow_env.ensure_metadata_db(dict(os.environ))
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def sim_lake(tmp_path_factory) -> tuple[Path, Path]:
+    """Two weeks of simulated logs in a local lake, and the simulator's truth."""
+    from inferwatch.simulate import simulate
+
+    root = tmp_path_factory.mktemp("sim")
+    lake, truth = root / "lake", root / "truth"
+    simulate(str(lake), truth_dir=truth, start=SIM_START, end=SIM_END, events=SIM_EVENTS, seed=7)
+    return lake, truth
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(sim_lake, tmp_path_factory) -> PipelineRun:
+    """The pipeline DAG run once over the simulated local lake."""
+    lake, truth = sim_lake
+    settings = settings_for(str(lake), tmp_path_factory.mktemp("state"))
+    state = run_pipeline(settings)
+    return PipelineRun(settings=settings, truth_dir=truth, state=state)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 API server (moto's) on 127.0.0.1, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

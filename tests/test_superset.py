@@ -1,0 +1,203 @@
+"""Dashboards as code: the bundle, and a real Superset importing it and answering from the mart."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import shutil
+import socket
+import zipfile
+from collections import defaultdict
+
+import duckdb
+import pytest
+import yaml
+from inferwatch.serve import superset_sync
+from inferwatch.serve.superset_sync import SupersetClient, load_assets, refresh, sync
+
+DASHBOARD_UUID = "3cc9a05d-5eab-4bfc-a189-df930cbcf526"
+TOTAL_REQUESTS_UUID = "e042055a-07bc-4cd0-8fad-ee9e0d894189"
+REQUESTS_BY_MODEL_UUID = "2c71e7f2-3c4f-4891-b472-7fb37afe3432"
+DATASET_UUID = "25c7c04e-049e-4c04-b701-2c3a0ea7355f"
+
+
+def _assets_by_folder() -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = defaultdict(list)
+    for name, config in load_assets().items():
+        found[name.split("/", 1)[0]].append(config)
+    return found
+
+
+# ---------- the bundle, without a server
+def test_assets_are_linked_by_uuid_and_rendered_for_import(tmp_path):
+    assets = load_assets()
+    by_folder = _assets_by_folder()
+    (database,) = by_folder["databases"]
+    (dataset,) = by_folder["datasets"]
+    (dashboard,) = by_folder["dashboards"]
+    charts = by_folder["charts"]
+    assert dashboard["dashboard_title"] == "Inference overview"
+    assert dataset["database_uuid"] == database["uuid"]
+    assert {chart["dataset_uuid"] for chart in charts} == {dataset["uuid"]}
+    in_position = {
+        item["meta"]["uuid"]
+        for item in dashboard["position"].values()
+        if isinstance(item, dict) and item.get("type") == "CHART"
+    }
+    assert in_position == {chart["uuid"] for chart in charts}
+    all_uuids = [config["uuid"] for config in assets.values()]
+    assert len(all_uuids) == len(set(all_uuids))
+
+    serving = tmp_path / "serving.duckdb"
+    rendered = superset_sync.render_assets(assets, serving)
+    db_name = next(name for name in rendered if name.startswith("databases/"))
+    assert rendered[db_name]["sqlalchemy_uri"] == f"duckdb:///{serving}?access_mode=read_only"
+    for name, config in rendered.items():
+        if name.startswith("charts/"):
+            query_context = json.loads(config["query_context"])
+            assert query_context["form_data"] == config["params"], name
+            assert query_context["queries"], name
+
+    bundle = zipfile.ZipFile(
+        io.BytesIO(superset_sync.build_bundle(rendered, "Slice", ["databases", "datasets"]))
+    )
+    names = bundle.namelist()
+    root = superset_sync.BUNDLE_ROOT
+    assert yaml.safe_load(bundle.read(f"{root}/metadata.yaml"))["type"] == "Slice"
+    assert {name.split("/")[1] for name in names} == {"metadata.yaml", "databases", "datasets"}
+
+
+def test_refresh_without_a_reachable_superset_warns_and_returns_false(tmp_path, caplog):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    settings = dataclasses.replace(
+        superset_sync.Settings.from_env({"INFERWATCH_DATA_DIR": str(tmp_path)}),
+        superset_url=f"http://127.0.0.1:{port}",
+    )
+    with caplog.at_level(logging.WARNING, logger=superset_sync.__name__):
+        assert refresh(settings, password="unused") is False
+    assert "not reachable" in caplog.text
+
+
+# ---------- against a real Superset
+@pytest.fixture(scope="module")
+def synced(pipeline_run, superset_instance):
+    """The assets synced twice into the session's Superset; both results and a client."""
+    settings = dataclasses.replace(pipeline_run.settings, superset_url=superset_instance.url)
+    first = sync(settings, username=superset_instance.username, password=superset_instance.password)
+    second = sync(
+        settings, username=superset_instance.username, password=superset_instance.password
+    )
+    client = SupersetClient(
+        superset_instance.url, superset_instance.username, superset_instance.password
+    )
+    return settings, first, second, client
+
+
+def _count(client: SupersetClient, resource: str, column: str, value: str) -> int:
+    query = f"(filters:!((col:{column},opr:eq,value:'{value}')),page_size:100)"
+    return client.request("GET", f"/api/v1/{resource}/?q={query}")["count"]
+
+
+def _chart_data(client: SupersetClient, chart_id: int) -> dict:
+    """The saved query_context run by Superset (what CSV export and reports run too)."""
+    (result,) = client.request("GET", f"/api/v1/chart/{chart_id}/data/")["result"]
+    assert result["status"] == "success", result.get("error")
+    return result
+
+
+@pytest.mark.superset
+def test_sync_creates_the_dashboard_and_its_charts_by_uuid(synced):
+    _, first, _, client = synced
+    by_folder = _assets_by_folder()
+    assert set(first["dashboard"]) == {DASHBOARD_UUID}
+    assert set(first["chart"]) == {chart["uuid"] for chart in by_folder["charts"]}
+    assert set(first["dataset"]) == {DATASET_UUID}
+
+    dashboard_id = first["dashboard"][DASHBOARD_UUID]
+    dashboard = client.request("GET", f"/api/v1/dashboard/{dashboard_id}")["result"]
+    assert dashboard["dashboard_title"] == "Inference overview"
+    on_dashboard = client.request("GET", f"/api/v1/dashboard/{dashboard_id}/charts")["result"]
+    assert {chart["id"] for chart in on_dashboard} == set(first["chart"].values())
+    filters = json.loads(dashboard["json_metadata"])["native_filter_configuration"]
+    dataset_id = first["dataset"][DATASET_UUID]
+    targets = [target for f in filters for target in f["targets"] if "column" in target]
+    assert targets and all(target["datasetId"] == dataset_id for target in targets)
+
+
+@pytest.mark.superset
+def test_second_sync_updates_in_place_without_duplicates(synced):
+    _, first, second, client = synced
+    assert second == first
+    by_folder = _assets_by_folder()
+    (database,) = by_folder["databases"]
+    assert _count(client, "database", "database_name", database["database_name"]) == 1
+    assert _count(client, "dataset", "table_name", "mart_inference_hourly") == 1
+    assert _count(client, "dashboard", "dashboard_title", "Inference overview") == 1
+    for chart in by_folder["charts"]:
+        assert _count(client, "chart", "slice_name", chart["slice_name"]) == 1
+
+
+@pytest.mark.superset
+def test_total_requests_chart_equals_the_mart(synced):
+    settings, first, _, client = synced
+    result = _chart_data(client, first["chart"][TOTAL_REQUESTS_UUID])
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        (expected,) = con.execute("select sum(requests) from main.mart_inference_hourly").fetchone()
+    assert expected > 0
+    assert result["data"] == [{"sum_requests": expected}]
+
+
+@pytest.mark.superset
+def test_requests_by_model_chart_equals_the_mart(synced):
+    settings, first, _, client = synced
+    result = _chart_data(client, first["chart"][REQUESTS_BY_MODEL_UUID])
+    # pivoted: one row per hour, one column per "model, version" series
+    per_series: dict[str, float] = defaultdict(float)
+    for row in result["data"]:
+        for label, value in row.items():
+            if label != "hour" and value is not None:
+                per_series[label] += value
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        rows = con.execute(
+            "select model, model_version, sum(requests) from main.mart_inference_hourly "
+            "group by all"
+        ).fetchall()
+        hours = con.execute(
+            "select count(distinct hour) from main.mart_inference_hourly"
+        ).fetchone()
+    assert per_series == {f"{model}, {version}": total for model, version, total in rows}
+    per_model: dict[str, float] = defaultdict(float)
+    for model, _, total in rows:
+        per_model[model] += total
+    assert len(per_model) > 1
+    for model, total in per_model.items():
+        labels = [label for label in per_series if label.startswith(f"{model}, ")]
+        assert sum(per_series[label] for label in labels) == total
+    assert result["rowcount"] == hours[0]
+
+
+@pytest.mark.superset
+def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_path):
+    settings, first, _, client = synced
+    dataset_id = first["dataset"][DATASET_UUID]
+    # a later build with one more column, published in another data dir
+    grown = dataclasses.replace(settings, data_dir=tmp_path)
+    shutil.copy(settings.serving_path, grown.serving_path)
+    with duckdb.connect(str(grown.serving_path)) as con:
+        con.execute("alter table main.mart_inference_hourly add column fallbacks bigint default 0")
+    try:
+        assert refresh(grown, password=superset_instance.password) is True
+        columns = client.request("GET", f"/api/v1/dataset/{dataset_id}")["result"]["columns"]
+        assert "fallbacks" in {column["column_name"] for column in columns}
+        total = _chart_data(client, first["chart"][TOTAL_REQUESTS_UUID])["data"]
+        with duckdb.connect(str(grown.serving_path), read_only=True) as con:
+            (expected,) = con.execute(
+                "select sum(requests) from main.mart_inference_hourly"
+            ).fetchone()
+        assert total == [{"sum_requests": expected}]
+    finally:  # point Superset back at the session's serving file
+        sync(settings, password=superset_instance.password)
