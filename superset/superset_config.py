@@ -44,9 +44,10 @@ FEATURE_FLAGS = {
     "ALLOW_ADHOC_SUBQUERY": False,
     "THUMBNAILS": False,  # needs Celery workers; the cache below is ready for it
 }
-GUEST_TOKEN_JWT_SECRET = os.environ.get("SUPERSET_GUEST_TOKEN_SECRET") or hashlib.sha256(
-    ("inferwatch-guest-token:" + SECRET_KEY).encode()
-).hexdigest()
+GUEST_TOKEN_JWT_SECRET = (
+    os.environ.get("SUPERSET_GUEST_TOKEN_SECRET")
+    or hashlib.sha256(("inferwatch-guest-token:" + SECRET_KEY).encode()).hexdigest()
+)
 
 # The DuckDB files InferWatch publishes are opened read-only through duckdb-engine; DuckDB is
 # not on Superset's blocklist (SQLite and shillelagh are), so the safety check stays on.

@@ -27,9 +27,7 @@ pytest_plugins = ["fixtures_superset"]
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="inferwatch-test-airflow-"))
 os.environ["INFERWATCH_USER_HASH_KEY"] = secrets.token_hex(16)  # tests make their own key
-for _key, _value in airflow_env.airflow_environment(
-    Settings.from_env(), home=AIRFLOW_HOME
-).items():
+for _key, _value in airflow_env.airflow_environment(Settings.from_env(), home=AIRFLOW_HOME).items():
     os.environ[_key] = _value
 
 SIM_START = datetime(2025, 5, 1, tzinfo=UTC)

@@ -10,8 +10,8 @@ import json
 import os
 
 import pytest
-from conftest import run_pipeline, settings_for
 
+from conftest import run_pipeline, settings_for
 from inferwatch.lake import Lake
 
 ARTICLE_LINE = (
@@ -62,9 +62,10 @@ def small_lake(tmp_path_factory):
 def checksums(settings) -> dict[str, tuple]:
     import duckdb
 
-    with duckdb.connect(str(settings.serving_path), read_only=True) as serving, duckdb.connect(
-        str(settings.ops_path), read_only=True
-    ) as ops:
+    with (
+        duckdb.connect(str(settings.serving_path), read_only=True) as serving,
+        duckdb.connect(str(settings.ops_path), read_only=True) as ops,
+    ):
         out = {}
         for table in MARTS:
             con = ops if table in ("mart_ingestion", "fct_quarantine") else serving
@@ -83,16 +84,22 @@ def fct(settings, sql: str):
 
 def test_article_line_lands_as_customer_churn_v2(small_lake):
     _, settings = small_lake
-    rows = fct(settings, "select model, model_version, latency_ms, confidence, prediction, "
-                         "event_ts::varchar from fct_inferences where model = 'customer_churn'")
+    rows = fct(
+        settings,
+        "select model, model_version, latency_ms, confidence, prediction, "
+        "event_ts::varchar from fct_inferences where model = 'customer_churn'",
+    )
     assert rows == [("customer_churn", "v2", 122.0, 0.87, "churn", "2025-05-20 14:52:00")]
 
 
 def test_first_run_counts(small_lake):
     _, settings = small_lake
-    assert fct(settings, "select count(*), count(distinct event_id) from fct_inferences") == [(4, 4)]
-    assert fct(settings, "select strftime(event_ts, '%H:%M') from fct_inferences "
-                         "where event_id = 'b-1'") == [("07:30",)]  # +02:00 stored as UTC
+    assert fct(settings, "select count(*), count(distinct event_id) from fct_inferences") == [
+        (4, 4)
+    ]
+    assert fct(
+        settings, "select strftime(event_ts, '%H:%M') from fct_inferences where event_id = 'b-1'"
+    ) == [("07:30",)]  # +02:00 stored as UTC
 
 
 def test_rerun_over_the_same_objects_changes_nothing(small_lake):
@@ -113,11 +120,16 @@ def test_late_object_for_an_earlier_day_is_picked_up_once(small_lake):
         ]) + "\n").encode(),
     )  # fmt: skip
     assert run_pipeline(settings) == "success"
-    assert fct(settings, "select count(*), count(distinct event_id) from fct_inferences") == [(6, 6)]
-    daily = fct(settings, """
+    assert fct(settings, "select count(*), count(distinct event_id) from fct_inferences") == [
+        (6, 6)
+    ]
+    daily = fct(
+        settings,
+        """
         select strftime(hour, '%Y-%m-%d'), sum(requests)::int, sum(errors)::int
         from mart_inference_hourly where model = 'fraud_detector' group by 1 order by 1
-    """)
+    """,
+    )
     assert daily == [("2025-05-19", 2, 1), ("2025-05-20", 2, 1), ("2025-05-21", 1, 0)]
     import duckdb
 

@@ -106,11 +106,15 @@ def test_every_object_reconciles(pipeline_run, column, truth_column):
     truth = pipeline_run.truth("objects")
     with pipeline_run.ops() as con:
         got = con.sql("select * from mart_ingestion").df()
-    assert (got["lines_read"] == got["lines_loaded"] + got["lines_quarantined"] + got["lines_blank"]).all()
+    assert (
+        got["lines_read"] == got["lines_loaded"] + got["lines_quarantined"] + got["lines_blank"]
+    ).all()
     assert got["reconciles"].all()
-    merged = truth.merge(got, on="object_key", how="outer", indicator=True)
+    merged = truth.add_prefix("truth_").merge(
+        got, left_on="truth_object_key", right_on="object_key", how="outer", indicator=True
+    )
     assert (merged["_merge"] == "both").all()
-    assert np.array_equal(merged[column].to_numpy(), merged[truth_column].to_numpy())
+    assert np.array_equal(merged[column].to_numpy(), merged[f"truth_{truth_column}"].to_numpy())
 
 
 def test_duplicates_across_objects_are_counted_once(pipeline_run):

@@ -7,6 +7,7 @@ import os
 
 import boto3
 import pytest
+
 from conftest import run_pipeline, settings_for
 
 BUCKET = "inferwatch-test"
@@ -48,7 +49,9 @@ def s3_run(sim_lake, s3_endpoint, tmp_path_factory):
 def test_s3_run_succeeds_and_writes_bronze_to_the_bucket(s3_run):
     _, state, client = s3_run
     assert state == "success"
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="lake/bronze/")["Contents"]]
+    keys = [
+        o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="lake/bronze/")["Contents"]
+    ]
     assert any(k.startswith("lake/bronze/events/") for k in keys)
     assert any(k.startswith("lake/bronze/manifest/") for k in keys)
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+
 from inferwatch.simulate import MALFORMED_KINDS, TRUNCATED_LINE, _period, simulate
 
 START = datetime(2025, 5, 12, tzinfo=UTC)

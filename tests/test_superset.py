@@ -14,6 +14,7 @@ from collections import defaultdict
 import duckdb
 import pytest
 import yaml
+
 from inferwatch.serve import superset_sync
 from inferwatch.serve.superset_sync import SupersetClient, load_assets, refresh, sync
 

@@ -93,6 +93,23 @@ def run(lake, data_dir):
         sys.exit(1)
 
 
+@main.command()
+@lake_option
+@data_dir_option
+def rebuild(lake, data_dir):
+    """Rebuild every mart from bronze (dbt --full-refresh), e.g. after changing a model.
+
+    Bronze is immutable, so nothing is re-read from raw/. Then `inferwatch run` validates
+    and publishes the result.
+    """
+    from inferwatch import pipeline
+    from inferwatch.lake import Lake
+
+    settings = _settings(lake, data_dir)
+    result = pipeline.transform(settings, Lake(settings.lake_url), full_refresh=True)
+    click.echo(json.dumps(result))
+
+
 @main.group()
 def superset() -> None:
     """Manage the local Superset (its own virtual environment, bound to 127.0.0.1)."""

@@ -54,9 +54,8 @@ class Settings:
             lake_conn_id=env.get("INFERWATCH_LAKE_CONN_ID", "inferwatch_lake"),
             superset_url=env.get("INFERWATCH_SUPERSET_URL", "http://127.0.0.1:8088").rstrip("/"),
             airflow_url=env.get("INFERWATCH_AIRFLOW_URL", "http://127.0.0.1:8080").rstrip("/"),
-            user_hash_key=env.get("INFERWATCH_USER_HASH_KEY") or secrets.get(
-                "INFERWATCH_USER_HASH_KEY"
-            ),
+            user_hash_key=env.get("INFERWATCH_USER_HASH_KEY")
+            or secrets.get("INFERWATCH_USER_HASH_KEY"),
             validation_thresholds=json.loads(env.get("INFERWATCH_THRESHOLDS") or "{}"),
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
             duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),

@@ -77,8 +77,14 @@ class Lake:
             if info.get("type") == "directory":
                 continue
             key = posixpath.relpath(full, self.root)
-            version = info.get("ETag") or info.get("etag") or str(info.get("mtime") or info.get("LastModified") or "")
-            yield ObjectInfo(key=key, size=int(info.get("size") or 0), version=str(version).strip('"'))
+            version = (
+                info.get("ETag")
+                or info.get("etag")
+                or str(info.get("mtime") or info.get("LastModified") or "")
+            )
+            yield ObjectInfo(
+                key=key, size=int(info.get("size") or 0), version=str(version).strip('"')
+            )
 
     def read_bytes(self, key: str) -> bytes:
         return self.fs.cat_file(self.path(key))

@@ -21,9 +21,7 @@ def lake_storage_options(settings: Settings) -> dict:
 
     conn = BaseHook.get_connection(settings.lake_conn_id)
     extra = conn.extra_dejson or {}
-    client_kwargs = {
-        k: extra[k] for k in ("endpoint_url", "region_name") if extra.get(k)
-    }
+    client_kwargs = {k: extra[k] for k in ("endpoint_url", "region_name") if extra.get(k)}
     options: dict = {"client_kwargs": client_kwargs}
     if conn.login:
         options.update(key=conn.login, secret=conn.password)

@@ -29,7 +29,9 @@ class GateFailed(RuntimeError):
 
 
 @contextmanager
-def pipeline_lock(settings: Settings, holder: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+def pipeline_lock(
+    settings: Settings, holder: str, timeout_s: float = LOCK_TIMEOUT_S
+) -> Iterator[None]:
     """An exclusive lock on ``INFERWATCH_DATA_DIR/pipeline.lock``.
 
     flock is released by the kernel when the holder dies, so a killed task never leaves a
@@ -161,9 +163,7 @@ def publish(
         publish_ops(settings)
     if not passed:
         failed = ", ".join(validation.get("failed_critical") or []) or message
-        raise GateFailed(
-            f"validation gate failed; serving.duckdb left as it was. Failed: {failed}"
-        )
+        raise GateFailed(f"validation gate failed; serving.duckdb left as it was. Failed: {failed}")
     return {"serving": str(settings.serving_path), "ops": str(settings.ops_path)}
 
 

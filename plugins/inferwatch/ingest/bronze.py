@@ -192,8 +192,10 @@ def _ingest_chunk(
 def _register_user_hashes(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """HMAC each distinct user id once (far fewer than events), then join it back in SQL."""
     distinct = [
-        u for (u,) in con.execute("select distinct user_id from parsed where user_id is not null")
-        .fetchall()
+        u
+        for (u,) in con.execute(
+            "select distinct user_id from parsed where user_id is not null"
+        ).fetchall()
     ]
     table = pa.table(
         {"user_id": distinct, "user_hash": [hash_user_id(u, key) for u in distinct]},

@@ -61,7 +61,10 @@ def _reason() -> str:
         ("missing field: model", f"not {_present('model')}"),
         ("wrong type: model (string expected)", f"{T['model']} <> 'VARCHAR'"),
         ("empty field: model", f"trim({F['model']} ->> '$') = ''"),
-        ("wrong type: timestamp", f"{T['timestamp']} not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')"),
+        (
+            "wrong type: timestamp",
+            f"{T['timestamp']} not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')",
+        ),
         ("unparseable timestamp", "event_ts is null"),
     ]
     for field in ("model_version", "event_id", "request_id", "endpoint", "client_id", "user_id"):

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -103,10 +104,8 @@ def stop(settings: Settings) -> list[str]:
         if pid:
             # Each component leads its own session (start_new_session): signal its group so
             # the workers it forked stop with it.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             for _ in range(30):
                 if not _alive(pid):
                     break
