@@ -558,6 +558,8 @@ def _plan_duplicates(rng: np.random.Generator, plan: Plan, n_dup: int) -> None:
 
 
 # ---------------------------------------------------------------- events (numpy arrays)
+#: One chunk of events as parallel numpy arrays (plus ``n``, ``hour`` and a ``features`` dict):
+#: true values (what the truth counts) and the choices of how each line spells them.
 Events = dict[str, Any]
 
 
@@ -574,9 +576,8 @@ def _generate(
     rng: np.random.Generator, spec: ModelSpec, plan: Plan, hour: int, n: int, id_space: int
 ) -> Events:
     """``n`` events of one model in one hour, sorted by time: values and how they are spelled."""
-    m = MODELS.index(spec)
     t = plan.hour_start_us(hour) + np.sort(rng.integers(0, HOUR_US, n))
-    ev: Events = {"n": n, "t_us": t, "hour": hour, "model": m}
+    ev: Events = {"n": n, "t_us": t, "hour": hour}
 
     p_v2 = np.where(
         t < plan.canary_start_us,
@@ -1050,6 +1051,8 @@ def _cut_survivors(obj: RawObject, cut: bytes) -> RawObject:
 # ---------------------------------------------------------------- one hour
 @dataclass
 class HourResult:
+    """What one simulated hour wrote, and its share of the truth."""
+
     objects: list[tuple[str, int, int, int, int]] = field(default_factory=list)
     malformed: list[tuple[str, int, str]] = field(default_factory=list)
     hourly: dict[tuple[str, str, str, str], list[int]] = field(default_factory=dict)
@@ -1162,8 +1165,8 @@ def _write_object(
         full = len(data)
         data = data[: int(full * TRUNCATE_KEEP)]
         seen = _cut_survivors(obj, data)
-        lost = [i for i in obj.events[len(seen.events) :] if i >= 0]
-        lost += [i for i, j in zip(obj.events, seen.events, strict=False) if i >= 0 and j < 0]
+        kept = {i for i in seen.events if i >= 0}
+        lost = [i for i in obj.events if i >= 0 and i not in kept]  # events cut off
         accepted[lost] = False
         result.lost_events += len(lost)
         result.truncated = {
