@@ -35,7 +35,7 @@ select
     'req-' || i::varchar                                      as request_id,
     '{OBJECTS[0]}'                                            as object_key,
     (i + 1)::bigint                                           as line_number,
-    timestamp '2025-05-20 01:00:00'                           as _ingested_at
+    timestamp '2025-05-20 01:00:00'                           as ingested_at
 from range({ROWS}) as t(i)
 """
 
