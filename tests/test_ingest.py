@@ -169,3 +169,15 @@ def test_ingest_is_accounted_and_rerun_safe(tmp_path):
     lake.write_bytes("raw/a.jsonl", (GOOD + "\n").encode() * 2)
     assert [o.key for o in discover(lake)] == ["raw/a.jsonl"]
     assert len(read_manifest(lake)) == 2
+
+
+def test_scrubbing_never_rewrites_numbers_or_breaks_json():
+    (row,) = parsed(json.dumps({
+        "timestamp": 1, "model": "m",
+        "input_features": {"monthly_charges": 35.12345678, "card_like": 4111111111111111,
+                           "note": "card 4111 1111 1111 1111", "nested": {"to": "x@y.io", "n": 1.5}},
+    }))  # fmt: skip
+    features = json.loads(row["input_features"])
+    assert features["monthly_charges"] == 35.12345678
+    assert features["note"] == "card [redacted:card]"
+    assert features["nested"] == {"to": "[redacted:email]", "n": 1.5}

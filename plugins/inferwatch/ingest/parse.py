@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import duckdb
 
-from inferwatch.ingest.pii import PII_KEY_PATTERN, sql_literal, sql_scrub_line, sql_scrub_text
+from inferwatch.ingest.pii import (
+    PII_ANY_PATTERN,
+    PII_KEY_PATTERN,
+    sql_literal,
+    sql_scrub_line,
+    sql_scrub_text,
+)
 
 SCHEMA_VERSION = 1
 
@@ -44,11 +50,24 @@ def _text(field: str) -> str:
 
 
 def _scrub_object(expr: str) -> str:
-    """Drop PII-named keys from a JSON object and redact PII-looking values in the rest."""
-    return f"""case when json_type({expr}) = 'OBJECT' then to_json(map_from_entries(list_transform(
-        list_filter(map_entries(({expr})::JSON::MAP(VARCHAR, JSON)),
-                    e -> not regexp_matches(lower(e.key), {sql_literal(PII_KEY_PATTERN)})),
-        e -> struct_pack(key := e.key, value := ({sql_scrub_text("e.value::VARCHAR")})::JSON))))
+    """Drop PII-named keys from a JSON object and redact PII-looking values in the rest.
+
+    Most objects hold no PII: one regular-expression test sends only the suspect ones down the
+    (costly) per-entry path. Numbers are never rewritten, so the result stays valid JSON.
+    """
+    scrubbed_value = f"""case
+        when json_type(e.value) = 'VARCHAR' then to_json({sql_scrub_text("(e.value ->> '$')")})
+        when json_type(e.value) in ('OBJECT', 'ARRAY')
+            then coalesce(try_cast({sql_scrub_text("e.value::VARCHAR")} as JSON), '"[redacted]"')
+        else e.value end"""
+    return f"""case
+        when json_type({expr}) <> 'OBJECT' then null
+        when not regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})
+            then {expr}::VARCHAR
+        else to_json(map_from_entries(list_transform(
+            list_filter(map_entries(({expr})::JSON::MAP(VARCHAR, JSON)),
+                        e -> not regexp_matches(lower(e.key), {sql_literal(PII_KEY_PATTERN)})),
+            e -> struct_pack(key := e.key, value := ({scrubbed_value})::JSON))))
         end"""
 
 

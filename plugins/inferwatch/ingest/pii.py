@@ -29,6 +29,11 @@ PII_VALUE_PATTERNS: dict[str, str] = {
     "phone": r"(?:\+[0-9]{1,3}[ .-]?)?\(?[0-9]{2,4}\)?[ .-][0-9]{3,4}[ .-]?[0-9]{3,4}\b|\+[0-9]{8,15}\b",
 }
 
+#: A cheap first test on an object's JSON text: could anything in it be PII?
+PII_ANY_PATTERN = (
+    r'(?i)"' + PII_KEY_PATTERN.strip("^$") + r'"\s*:|' + "|".join(PII_VALUE_PATTERNS.values())
+)
+
 #: In a raw (possibly unparseable) line: the value of a known PII key, quoted or not.
 PII_KEY_VALUE_IN_TEXT = (
     r'"(user_id|email|e_mail|phone|ip|ip_address|ssn|card_number|credit_card)"\s*:\s*'
