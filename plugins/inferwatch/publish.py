@@ -20,10 +20,11 @@ from inferwatch.config import Settings
 
 log = logging.getLogger(__name__)
 
-#: What the dashboards read; replaced only by a build that passed the gate.
-SERVING_TABLES = ("fct_inferences", "mart_inference_hourly")
 #: What explains the pipeline; replaced after every run, whatever the gate decided.
 OPS_TABLES = ("mart_ingestion", "fct_quarantine")
+#: Everything else named like a fact or mart is what the dashboards read, replaced only by a
+#: build that passed the gate: a new mart is published without touching this module.
+SERVING_PREFIXES = ("fct_", "mart_")
 
 
 def _swap_in(target: Path, fill) -> None:
@@ -39,25 +40,28 @@ def _swap_in(target: Path, fill) -> None:
         Path(f"{tmp}.wal").unlink(missing_ok=True)
 
 
-def _copy_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, tables: tuple[str, ...]) -> None:
+def _copy_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, wanted) -> None:
+    """Copy the warehouse tables for which ``wanted(name)`` is true into ``con``'s file."""
     con.execute(f"attach '{warehouse}' as warehouse (read_only)")
-    present = {
-        name
-        for (name,) in con.execute(
-            "select table_name from information_schema.tables where table_catalog = 'warehouse'"
-        ).fetchall()
-    }
-    for table in tables:
-        if table in present:
+    present = con.execute(
+        "select table_name from information_schema.tables "
+        "where table_catalog = 'warehouse' and table_schema = 'main' and table_type = 'BASE TABLE'"
+    ).fetchall()
+    for (table,) in present:
+        if wanted(table):
             con.execute(f"create table main.{table} as select * from warehouse.main.{table}")
     con.execute("detach warehouse")
+
+
+def is_serving_table(name: str) -> bool:
+    return name.startswith(SERVING_PREFIXES) and name not in OPS_TABLES
 
 
 def publish_serving(settings: Settings) -> Path:
     """Swap in a new serving.duckdb holding the dashboards' marts from the candidate build."""
     _swap_in(
         settings.serving_path,
-        lambda con: _copy_tables(con, settings.warehouse_path, SERVING_TABLES),
+        lambda con: _copy_tables(con, settings.warehouse_path, is_serving_table),
     )
     log.info("published %s", settings.serving_path)
     return settings.serving_path
@@ -78,7 +82,7 @@ def publish_ops(settings: Settings) -> Path:
 
     def fill(con: duckdb.DuckDBPyConnection) -> None:
         if settings.warehouse_path.exists():
-            _copy_tables(con, settings.warehouse_path, OPS_TABLES)
+            _copy_tables(con, settings.warehouse_path, OPS_TABLES.__contains__)
         runs = sorted(settings.runs_dir.glob("*.json")) if settings.runs_dir.exists() else []
         records = [json.loads(p.read_text()) for p in runs]
         con.execute("""
