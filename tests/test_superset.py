@@ -22,6 +22,8 @@ DASHBOARD_UUID = "3cc9a05d-5eab-4bfc-a189-df930cbcf526"
 TOTAL_REQUESTS_UUID = "e042055a-07bc-4cd0-8fad-ee9e0d894189"
 REQUESTS_BY_MODEL_UUID = "2c71e7f2-3c4f-4891-b472-7fb37afe3432"
 DATASET_UUID = "25c7c04e-049e-4c04-b701-2c3a0ea7355f"
+LATENCY_DATASET_UUID = "d98cb8b1-8680-5bfb-b568-b1e1089950db"
+LATENCY_CHART_UUID = "541229ce-986f-4041-8f36-7f858b827683"
 
 
 def _assets_by_folder() -> dict[str, list[dict]]:
@@ -36,12 +38,12 @@ def test_assets_are_linked_by_uuid_and_rendered_for_import(tmp_path):
     assets = load_assets()
     by_folder = _assets_by_folder()
     (database,) = by_folder["databases"]
-    (dataset,) = by_folder["datasets"]
+    datasets = by_folder["datasets"]
     (dashboard,) = by_folder["dashboards"]
     charts = by_folder["charts"]
     assert dashboard["dashboard_title"] == "Inference overview"
-    assert dataset["database_uuid"] == database["uuid"]
-    assert {chart["dataset_uuid"] for chart in charts} == {dataset["uuid"]}
+    assert {dataset["database_uuid"] for dataset in datasets} == {database["uuid"]}
+    assert {chart["dataset_uuid"] for chart in charts} == {d["uuid"] for d in datasets}
     in_position = {
         item["meta"]["uuid"]
         for item in dashboard["position"].values()
@@ -116,7 +118,7 @@ def test_sync_creates_the_dashboard_and_its_charts_by_uuid(synced):
     by_folder = _assets_by_folder()
     assert set(first["dashboard"]) == {DASHBOARD_UUID}
     assert set(first["chart"]) == {chart["uuid"] for chart in by_folder["charts"]}
-    assert set(first["dataset"]) == {DATASET_UUID}
+    assert set(first["dataset"]) == {DATASET_UUID, LATENCY_DATASET_UUID}
 
     dashboard_id = first["dashboard"][DASHBOARD_UUID]
     dashboard = client.request("GET", f"/api/v1/dashboard/{dashboard_id}")["result"]
@@ -179,6 +181,25 @@ def test_requests_by_model_chart_equals_the_mart(synced):
         labels = [label for label in per_series if label.startswith(f"{model}, ")]
         assert sum(per_series[label] for label in labels) == total
     assert result["rowcount"] == hours[0]
+
+
+@pytest.mark.superset
+def test_latency_chart_merges_buckets_within_one_percent_of_exact(synced):
+    """The p95 Superset draws per hour comes from the buckets, not averaged percentiles."""
+    settings, first, _, client = synced
+    result = _chart_data(client, first["chart"][LATENCY_CHART_UUID])
+    assert result["rowcount"] > 24 * 14 - 5
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        exact = dict(
+            con.execute(
+                "select epoch_ms(date_trunc('hour', event_ts)), quantile_cont(latency_ms, 0.95) "
+                "from main.fct_inferences group by 1"
+            ).fetchall()
+        )
+    worst = 0.0
+    for row in result["data"]:
+        worst = max(worst, abs(row["latency_p95_ms"] - exact[row["hour"]]) / exact[row["hour"]])
+    assert worst <= 0.01
 
 
 @pytest.mark.superset

@@ -50,7 +50,19 @@ def _copy_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, wanted) -> Non
     for (table,) in present:
         if wanted(table):
             con.execute(f"create table main.{table} as select * from warehouse.main.{table}")
+    _copy_macros(con)
     con.execute("detach warehouse")
+
+
+def _copy_macros(con: duckdb.DuckDBPyConnection) -> None:
+    """Recreate the warehouse's SQL macros (e.g. latency_quantile) beside the tables, so that
+    Superset metrics call the very functions the dbt models use."""
+    macros = con.execute(
+        "select function_name, parameters, macro_definition from duckdb_functions() "
+        "where database_name = 'warehouse' and schema_name = 'main' and function_type = 'macro'"
+    ).fetchall()
+    for name, parameters, definition in macros:
+        con.execute(f"create or replace macro main.{name}({', '.join(parameters)}) as {definition}")
 
 
 def is_serving_table(name: str) -> bool:

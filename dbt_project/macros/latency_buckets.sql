@@ -1,0 +1,71 @@
+{#
+    Mergeable latency buckets (DDSketch-style, log-spaced): bucket i holds latencies in
+    (gamma^(i-1), gamma^i] with gamma = (1 + a) / (1 - a), and stands for 2·gamma^i / (gamma + 1),
+    which is within relative error a of every latency in it. Counts of the same bucket add up
+    across hours, endpoints and versions, so a percentile over any range and grouping is exact
+    to within a — never an average of percentiles. a = var('latency_relative_error', 0.01).
+
+    The functions are DuckDB macros created in the warehouse before every run and copied into
+    serving.duckdb at publish time, so that dbt models and Superset metrics call the same code.
+#}
+
+{% macro latency_gamma() -%}
+    {%- set alpha = var('latency_relative_error', 0.01) | float -%}
+    {{ (1 + alpha) / (1 - alpha) }}
+{%- endmacro %}
+
+{% macro define_latency_functions() %}
+    {#- Latencies at or below 1 µs share one bucket standing for 0 ms. -#}
+    create or replace macro latency_bucket(latency_ms) as
+        case
+            when latency_ms is null then null
+            when latency_ms <= 0.001 then -100000
+            else ceil(ln(latency_ms) / ln({{ latency_gamma() }}))::integer
+        end;
+
+    create or replace macro latency_bucket_value(bucket) as
+        case
+            when bucket = -100000 then 0.0
+            else 2 * pow({{ latency_gamma() }}, bucket) / ({{ latency_gamma() }} + 1)
+        end;
+
+    {#- q-quantile (linear interpolation between order statistics, like quantile_cont) of
+        the latencies summarised by a list of {bucket, events} structs, e.g. in Superset:
+        latency_quantile(list({'bucket': bucket, 'events': events}), 0.95) -#}
+    create or replace macro latency_quantile(buckets, q) as (
+        with counted as (
+            select
+                b.bucket,
+                sum(b.events)::double as events,
+            from (select unnest(buckets) as b)
+            group by b.bucket
+        ),
+
+        cumulative as (
+            select
+                bucket,
+                sum(events) over (order by bucket rows unbounded preceding) as events_upto,
+                sum(events) over () as events_total,
+            from counted
+        ),
+
+        target as (
+            select q * (max(events_total) - 1) as order_rank from cumulative
+        ),
+
+        below as (
+            select latency_bucket_value(min(bucket)) as latency_ms
+            from cumulative, target
+            where events_upto > floor(order_rank)
+        ),
+
+        above as (
+            select latency_bucket_value(min(bucket)) as latency_ms
+            from cumulative, target
+            where events_upto > ceil(order_rank)
+        )
+
+        select below.latency_ms + (above.latency_ms - below.latency_ms) * (order_rank - floor(order_rank))
+        from below, above, target
+    );
+{% endmacro %}

@@ -1,0 +1,54 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_day',
+        incremental_strategy='delete+insert',
+    )
+}}
+
+-- Event counts per log-spaced latency bucket, per model, version, endpoint and hour: the
+-- mergeable form of latency that gives p50/p95/p99 for any range via latency_quantile().
+with events as (
+
+    select * from {{ ref('fct_inferences') }}
+    where
+        latency_ms is not null
+        {% if is_incremental() %}
+            and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+        {% endif %}
+
+),
+
+watermark as (
+
+    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+
+),
+
+bucketed as (
+
+    select
+        model,
+        model_version,
+        coalesce(endpoint, 'unknown') as endpoint,
+        date_trunc('hour', event_ts) as hour,
+        event_day,
+        latency_bucket(latency_ms) as bucket,
+        count(*) as events
+    from events
+    group by all
+
+),
+
+final as (
+
+    select
+        bucketed.*,
+        latency_bucket_value(bucketed.bucket) as bucket_latency_ms,
+        watermark.source_watermark
+    from bucketed
+    cross join watermark
+
+)
+
+select * from final
