@@ -1,0 +1,118 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_day',
+        incremental_strategy='delete+insert',
+    )
+}}
+
+{%- set top_n = var('repeated_inputs_top_n', 10) -%}
+{%- set min_repeats = var('repeated_inputs_min_repeats', 2) -%}
+
+-- Misuse patterns: per client and UTC day, the inputs sent most often (identical scrubbed
+-- input_features, top-level key order ignored), top N kept. Incremental by UTC day.
+with events as (
+
+    select * from {{ ref('fct_inferences') }}
+    {% if is_incremental() %}
+        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+    {% endif %}
+
+),
+
+watermark as (
+
+    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+
+),
+
+canonical as (
+
+    select
+        coalesce(client_id, 'unknown') as client_id,
+        event_day,
+        model,
+        user_hash,
+        event_ts,
+        -- keys sorted, values as DuckDB writes JSON: the same input whatever the key order
+        '{' || array_to_string(
+            list_transform(
+                list_sort(map_entries(input_features::map (varchar, json))),
+                entry -> to_json(entry.key) || ':' || coalesce(entry.value::varchar, 'null')
+            ),
+            ','
+        ) || '}' as input_canonical
+    from events
+
+),
+
+client_days as (
+
+    select
+        client_id,
+        event_day,
+        count(*) as client_day_requests
+    from canonical
+    group by client_id, event_day
+
+),
+
+repeats as (
+
+    select
+        client_id,
+        event_day,
+        model,
+        input_canonical,
+        sha256(input_canonical) as input_hash,
+        count(*) as repeats,
+        count(distinct user_hash) as distinct_users,
+        min(event_ts) as first_seen,
+        max(event_ts) as last_seen
+    from canonical
+    where input_canonical is not null
+    group by client_id, event_day, model, input_canonical
+    having count(*) >= {{ min_repeats }}
+
+),
+
+ranked as (
+
+    select
+        repeats.*,
+        row_number() over (
+            partition by client_id, event_day order by repeats desc, input_hash asc, model asc
+        ) as repeat_rank
+    from repeats
+    qualify repeat_rank <= {{ top_n }}
+
+),
+
+final as (
+
+    select
+        ---------- grain
+        ranked.client_id,
+        ranked.event_day,
+        ranked.repeat_rank,
+        ---------- the input
+        ranked.model,
+        ranked.input_hash,
+        ranked.input_canonical as input_features,
+        ---------- how often
+        ranked.repeats,
+        client_days.client_day_requests,
+        ranked.repeats / client_days.client_day_requests as traffic_share,
+        ranked.distinct_users,
+        ranked.first_seen,
+        ranked.last_seen,
+        watermark.source_watermark
+    from ranked
+    inner join client_days
+        on ranked.client_id = client_days.client_id
+            and ranked.event_day = client_days.event_day
+    cross join watermark
+
+)
+
+select * from final
