@@ -13,7 +13,7 @@ daily as (
         model_version,
         event_day,
         sum(events) as events,
-        list({'bucket': bucket, 'events': events}) as latency_buckets
+        list(struct_pack(bucket := bucket, events := events)) as latency_buckets
     from buckets
     group by model, model_version, event_day
 
