@@ -20,7 +20,7 @@ with events as (
 
 watermark as (
 
-    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+    {{ events_watermark() }}
 
 ),
 

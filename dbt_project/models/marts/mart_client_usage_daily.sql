@@ -13,10 +13,7 @@
 -- Incremental by UTC day, like mart_inference_hourly.
 with events as (
 
-    select * from {{ ref('fct_inferences') }}
-    {% if is_incremental() %}
-        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-    {% endif %}
+    {{ events_of_touched_days() }}
 
 ),
 
@@ -28,7 +25,7 @@ prices as (
 
 watermark as (
 
-    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+    {{ events_watermark() }}
 
 ),
 

@@ -11,16 +11,13 @@
 -- retries that ended in success count too. Incremental by UTC day, like mart_inference_hourly.
 with events as (
 
-    select * from {{ ref('fct_inferences') }}
-    {% if is_incremental() %}
-        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-    {% endif %}
+    {{ events_of_touched_days() }}
 
 ),
 
 watermark as (
 
-    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+    {{ events_watermark() }}
 
 ),
 

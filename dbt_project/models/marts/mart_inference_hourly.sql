@@ -10,16 +10,13 @@
 -- whole days: the days whose events arrived since the last build (late data included).
 with events as (
 
-    select * from {{ ref('fct_inferences') }}
-    {% if is_incremental() %}
-        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-    {% endif %}
+    {{ events_of_touched_days() }}
 
 ),
 
 watermark as (
 
-    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+    {{ events_watermark() }}
 
 ),
 

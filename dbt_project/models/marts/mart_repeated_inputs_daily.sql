@@ -13,16 +13,13 @@
 -- input_features, top-level key order ignored), top N kept. Incremental by UTC day.
 with events as (
 
-    select * from {{ ref('fct_inferences') }}
-    {% if is_incremental() %}
-        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-    {% endif %}
+    {{ events_of_touched_days() }}
 
 ),
 
 watermark as (
 
-    select max(ingested_at) as source_watermark from {{ ref('fct_inferences') }}
+    {{ events_watermark() }}
 
 ),
 
