@@ -142,3 +142,42 @@ def test_late_object_for_an_earlier_day_is_picked_up_once(small_lake):
         "raw/b/2025/05/21/part-0.jsonl": 1,
         "raw/c/2025/05/19/part-0.jsonl": 1,
     }
+
+
+def test_a_failed_gate_keeps_the_last_serving_file_and_says_why(small_lake):
+    """A critical suite failing holds serving.duckdb back; ops.duckdb still shows why."""
+    import duckdb
+
+    lake, settings = small_lake
+    before = checksums(settings)
+    served = settings.serving_path.stat().st_ino
+    lake.write_bytes("raw/d/2025/05/22/part-0.jsonl", (event("d-1", "2025-05-22T10:00:00Z")
+                                                       + "\n{broken\n").encode())  # fmt: skip
+    os.environ["INFERWATCH_THRESHOLDS"] = json.dumps({"quarantine_share_ceiling": 0.0})
+    try:
+        assert run_pipeline(settings) == "failed"
+    finally:
+        os.environ["INFERWATCH_THRESHOLDS"] = json.dumps({"quarantine_share_ceiling": 0.5})
+    assert settings.serving_path.stat().st_ino == served  # not even swapped
+    after = checksums(settings)
+    assert {t: after[t] for t in ("fct_inferences", "mart_inference_hourly")} == {
+        t: before[t] for t in ("fct_inferences", "mart_inference_hourly")
+    }
+    with duckdb.connect(str(settings.ops_path), read_only=True) as ops:
+        outcome, message = ops.sql(
+            "select outcome, message from pipeline_runs order by finished_at desc limit 1"
+        ).fetchone()
+        failed = ops.sql(
+            'select suite, "column" from mart_data_quality where not success and run_id = '
+            "(select run_id from pipeline_runs order by finished_at desc limit 1)"
+        ).fetchall()
+        quarantined = ops.sql(
+            "select count(*) from fct_quarantine where object_key like 'raw/d/%'"
+        ).fetchone()[0]
+    assert outcome == "held_back" and "quarantined_share" in message
+    assert failed == [("reconciliation", "quarantined_share")]
+    assert quarantined == 1  # ops shows the new bad line although serving was held back
+
+    # Once the threshold is sane again, the next run publishes what was held back.
+    assert run_pipeline(settings) == "success"
+    assert fct(settings, "select count(*) from fct_inferences where event_id = 'd-1'") == [(1,)]
