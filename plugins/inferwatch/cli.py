@@ -103,10 +103,11 @@ def rebuild(lake, data_dir):
     and publishes the result.
     """
     from inferwatch import pipeline
-    from inferwatch.lake import Lake
+    from inferwatch.orchestrate import current_lake
 
     settings = _settings(lake, data_dir)
-    result = pipeline.transform(settings, Lake(settings.lake_url), full_refresh=True)
+    # current_lake: an s3:// lake needs the credentials of its Airflow connection, as in a run.
+    result = pipeline.transform(settings, current_lake(settings), full_refresh=True)
     click.echo(json.dumps(result))
 
 

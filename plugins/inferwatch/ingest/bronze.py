@@ -164,10 +164,9 @@ def _ingest_chunk(
             "where not is_blank and reason is null"
         ).fetchall()
 
+        rows = _manifest_rows(chunk, decoded, stats, report.batch_id, chunk_name, ingested_at)
         manifest = Path(tmp) / "manifest.parquet"
-        pq.write_table(
-            _manifest_table(chunk, decoded, stats, report, chunk_name, ingested_at), manifest
-        )
+        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), manifest)
 
         # Order matters: the manifest commits the chunk, so it lands last.
         part = f"batch={report.batch_id}/{chunk_name}.parquet"
@@ -175,17 +174,18 @@ def _ingest_chunk(
         lake.move_in(str(quarantine), f"{QUARANTINE_PREFIX}/{part}")
         lake.move_in(str(manifest), f"{MANIFEST_PREFIX}/{part}")
 
-    by_key = {row[0]: row for row in stats}
-    for obj, dec in zip(chunk, decoded, strict=True):
-        _, read, loaded, quarantined, blank = by_key.get(obj.key, (obj.key, 0, 0, 0, 0))
+    for row in rows:
         report.objects += 1
-        report.lines_read += read
-        report.lines_loaded += loaded
-        report.lines_quarantined += quarantined
-        report.lines_blank += blank
-        if dec.truncated:
-            report.truncated_objects.append(obj.key)
-            log.warning("%s: gzip stream is cut or corrupt; kept the lines before the cut", obj.key)
+        report.lines_read += row["lines_read"]
+        report.lines_loaded += row["lines_loaded"]
+        report.lines_quarantined += row["lines_quarantined"]
+        report.lines_blank += row["lines_blank"]
+        if row["truncated"]:
+            report.truncated_objects.append(row["object_key"])
+            log.warning(
+                "%s: gzip stream is cut or corrupt; kept the lines before the cut",
+                row["object_key"],
+            )
     report.days.update(day for (day,) in days)
 
 
@@ -204,14 +204,15 @@ def _register_user_hashes(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     con.register("user_hashes", table)
 
 
-def _manifest_table(
+def _manifest_rows(
     chunk: list[ObjectInfo],
     decoded: list[Decoded],
     stats: list[tuple],
-    report: IngestReport,
+    batch_id: str,
     chunk_name: str,
     ingested_at: datetime,
-) -> pa.Table:
+) -> list[dict]:
+    """One manifest row per object of the chunk (an object with no lines still gets one)."""
     by_key = {row[0]: row for row in stats}
     rows = []
     for obj, dec in zip(chunk, decoded, strict=True):
@@ -221,7 +222,7 @@ def _manifest_table(
                 "object_key": obj.key,
                 "object_size": obj.size,
                 "object_version": obj.version,
-                "batch_id": report.batch_id,
+                "batch_id": batch_id,
                 "chunk": chunk_name,
                 "lines_read": read,
                 "lines_loaded": loaded,
@@ -231,4 +232,4 @@ def _manifest_table(
                 "ingested_at": ingested_at,
             }
         )
-    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    return rows
