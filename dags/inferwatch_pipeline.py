@@ -20,12 +20,21 @@ interval only labels the run), then rebuilds the marts of every day the new even
 | `discover` | lists `raw/` and compares with the manifest (key, size, etag/mtime) | yes |
 | `ingest` | parses, validates and scrubs PII into bronze Parquet; bad lines to `quarantine/` | yes: a chunk only counts once its manifest file lands |
 | `transform` | `dbt build` (incremental: days touched by newly ingested events) | yes |
-| `validate` | Great Expectations checkpoint on the candidate warehouse | yes |
+| `validate` | Great Expectations checkpoint on the candidate warehouse ([Data Docs](inferwatch-data-docs/)) | yes |
 | `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed | yes |
 | `refresh_superset` | re-syncs Superset datasets; logs and goes on if Superset is down | yes |
 
 Lake: `INFERWATCH_LAKE_URL` (S3 credentials from the `inferwatch_lake` connection).
 State: `INFERWATCH_DATA_DIR`. Data Docs: `$INFERWATCH_DATA_DIR/data_docs/index.html`.
+"""
+
+VALIDATE_DOC = """
+Great Expectations on the candidate warehouse (read-only, pushed down to DuckDB).
+**Critical** suites hold the build back: `contract`, `reconciliation`.
+**Warnings** publish and are recorded for alerting: `freshness`, `volume`, `drift`,
+`output_distribution`. Severity and thresholds per model: `expectations/policy.yml`
+(or the file `INFERWATCH_VALIDATION_POLICY` names). Results: `mart_data_quality` in
+`ops.duckdb`; [Data Docs](inferwatch-data-docs/) of every run.
 """
 
 
@@ -55,7 +64,7 @@ def inferwatch_pipeline():
         settings = current_settings()
         return pipeline.transform(settings, current_lake(settings))
 
-    @task(doc_md="Great Expectations: contract and reconciliation (critical) on the candidate.")
+    @task(doc_md=VALIDATE_DOC)
     def validate(build: dict, **context) -> dict:
         return pipeline.validate(current_settings(), context["run_id"])
 

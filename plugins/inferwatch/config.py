@@ -37,8 +37,10 @@ class Settings:
     #: Key for the keyed hash of ``user_id``. Never in the repository: from the environment or
     #: from the generated secrets file.
     user_hash_key: str | None = field(default=None, repr=False)
-    #: Overrides of the suites' thresholds, e.g. {"quarantine_share_ceiling": 0.1}.
+    #: Overrides of the suites' thresholds for every model, e.g. {"quarantine_share_ceiling": 0.1}.
     validation_thresholds: dict = field(default_factory=dict)
+    #: Severity and thresholds per model (YAML; see expectations/policy.yml).
+    validation_policy_path: Path = EXPECTATIONS_DIR / "policy.yml"
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "4GB"
 
@@ -57,6 +59,9 @@ class Settings:
             user_hash_key=env.get("INFERWATCH_USER_HASH_KEY")
             or secrets.get("INFERWATCH_USER_HASH_KEY"),
             validation_thresholds=json.loads(env.get("INFERWATCH_THRESHOLDS") or "{}"),
+            validation_policy_path=Path(
+                env.get("INFERWATCH_VALIDATION_POLICY") or EXPECTATIONS_DIR / "policy.yml"
+            ),
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
             duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),
         )

@@ -124,6 +124,7 @@ def validate(settings: Settings, run_id: str) -> dict:
         outcome = run_checkpoint(
             settings.warehouse_path, run_id=run_id, data_docs_dir=settings.data_docs_dir,
             thresholds=settings.validation_thresholds or None,
+            policy_path=settings.validation_policy_path,
         )  # fmt: skip
     log.info("validation: %s", outcome.summary())
     return {

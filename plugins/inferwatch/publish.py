@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from inferwatch.config import Settings
 
@@ -22,6 +23,14 @@ log = logging.getLogger(__name__)
 
 #: What explains the pipeline; replaced after every run, whatever the gate decided.
 OPS_TABLES = ("mart_ingestion", "fct_quarantine")
+#: One row per expectation per run (DESIGN.md: mart_data_quality), as the validation step
+#: returns them; ``model``/``model_version`` are null for checks of a whole table, ``details``
+#: holds example failing rows or both histograms of a KL check, as JSON.
+DATA_QUALITY_COLUMNS = (
+    "run_id varchar", "suite varchar", "model varchar", "model_version varchar",
+    "severity varchar", "expectation varchar", '"column" varchar', "success boolean",
+    "observed_value varchar", "threshold varchar", "details json", "validated_at timestamp",
+)  # fmt: skip
 #: Everything else named like a fact or mart is what the dashboards read, replaced only by a
 #: build that passed the gate: a new mart is published without touching this module.
 SERVING_PREFIXES = ("fct_", "mart_")
@@ -104,13 +113,8 @@ def publish_ops(settings: Settings) -> Path:
                 lines_loaded bigint, lines_quarantined bigint, days varchar
             )
         """)
-        con.execute("""
-            create table mart_data_quality (
-                run_id varchar, suite varchar, severity varchar, expectation varchar,
-                "column" varchar, success boolean, observed_value varchar, threshold varchar,
-                validated_at timestamp
-            )
-        """)
+        con.execute(f"create table mart_data_quality ({', '.join(DATA_QUALITY_COLUMNS)})")
+        names = [column.split()[0].strip('"') for column in DATA_QUALITY_COLUMNS]
         for rec in records:
             ingest = rec.get("ingest") or {}
             con.execute(
@@ -122,19 +126,29 @@ def publish_ops(settings: Settings) -> Path:
                     ingest.get("lines_quarantined"), ",".join(ingest.get("days") or []),
                 ],
             )  # fmt: skip
-            for row in rec.get("validation") or []:
-                con.execute(
-                    "insert into mart_data_quality values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        row.get("run_id"), row.get("suite"), row.get("severity"),
-                        row.get("expectation"), row.get("column"), row.get("success"),
-                        row.get("observed_value"), row.get("threshold"), row.get("validated_at"),
-                    ],
-                )  # fmt: skip
+        # One bulk insert: an hourly schedule accumulates tens of thousands of result rows.
+        results = pa.Table.from_pylist(
+            [
+                {name: _as_text(row.get(name)) for name in names}
+                for rec in records
+                for row in rec.get("validation") or []
+            ],
+            schema=pa.schema([(name, pa.string()) for name in names]),
+        )
+        con.register("validation_results", results)
+        con.execute("insert into mart_data_quality by name select * from validation_results")
+        con.unregister("validation_results")
 
     _swap_in(settings.ops_path, fill)
     log.info("published %s", settings.ops_path)
     return settings.ops_path
+
+
+def _as_text(value) -> str | None:
+    # Run files are JSON: booleans stay readable to DuckDB's cast, the rest is already text.
+    if value is None or isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _safe(run_id: str) -> str:

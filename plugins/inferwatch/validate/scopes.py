@@ -1,0 +1,167 @@
+"""What one validated batch is: a whole table, one model's rows, or a version's newest day.
+
+Read from the candidate warehouse (read-only, closed before GX opens it) so the suites stay
+model-agnostic: a new model is validated, with its own severity and thresholds, the first run
+it appears in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from inferwatch.validate.policy import Policy
+from inferwatch.validate.suites import SuiteSpec
+
+log = logging.getLogger(__name__)
+
+UNSEEN_BIN = "__unseen__"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One suite applied to one slice of its table."""
+
+    spec: SuiteSpec
+    name: str  # the GX suite and validation-definition name, unique per checkpoint
+    severity: str
+    thresholds: dict[str, float]
+    model: str | None = None
+    model_version: str | None = None
+    query: str | None = None  # None: the whole table
+    partitions: dict[str, dict] = field(default_factory=dict)
+    #: The suite's table is not in the warehouse: reported as a failure, not sent to GX
+    #: (whose table asset refuses a missing table before any expectation runs).
+    table_missing: bool = False
+
+
+def plan_batches(warehouse_path: Path, specs: list[SuiteSpec], policy: Policy) -> list[Batch]:
+    """Expand every suite into its batches, reading which models and versions exist."""
+    batches: list[Batch] = []
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        listed = con.execute("select table_name from duckdb_tables()").fetchall()
+        tables = {name for (name,) in listed}
+        for spec in specs:
+            if spec.table not in tables:
+                batches.append(replace(_table_batch(spec, policy), table_missing=True))
+            elif spec.scope == "table":
+                batches.append(_table_batch(spec, policy))
+            elif spec.scope == "model":
+                batches.extend(_model_batches(con, spec, policy))
+            else:
+                batches.extend(_version_day_batches(con, spec, policy, tables))
+    return batches
+
+
+def _table_batch(spec: SuiteSpec, policy: Policy) -> Batch:
+    return Batch(spec, spec.name, policy.severity(spec), policy.thresholds(spec))
+
+
+def _model_batches(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, policy: Policy) -> list[Batch]:
+    listed = con.execute(f"select distinct model from {spec.table} order by 1").fetchall()
+    models = [model for (model,) in listed]
+    return [
+        Batch(
+            spec,
+            f"{spec.name}[{model}]",
+            policy.severity(spec, model),
+            policy.thresholds(spec, model),
+            model=model,
+            query=f"select * from {spec.table} where model = {_literal(model)}",
+        )
+        for model in models
+    ]
+
+
+def _version_day_batches(
+    con: duckdb.DuckDBPyConnection, spec: SuiteSpec, policy: Policy, tables: set[str]
+) -> list[Batch]:
+    newest = con.execute(
+        f"select model, model_version, max(event_day) from {spec.table} "
+        "where model_version is not null group by all order by all"
+    ).fetchall()
+    batches = []
+    for model, version, day in newest:
+        batches.append(
+            Batch(
+                spec,
+                f"{spec.name}[{model}@{version}]",  # GX keys may not hold "/"
+                policy.severity(spec, model),
+                policy.thresholds(spec, model),
+                model=model,
+                model_version=version,
+                query=(
+                    f"select * from {spec.table} where model = {_literal(model)} and "
+                    f"model_version = {_literal(version)} and event_day = {_date(day)}"
+                ),
+                partitions=_reference_partitions(con, model, version, tables),
+            )
+        )
+    return batches
+
+
+def _reference_partitions(
+    con: duckdb.DuckDBPyConnection, model: str, version: str, tables: set[str]
+) -> dict[str, dict]:
+    """GX partition objects of the training reference the version is compared with.
+
+    Numeric features: the reference decile bins; their open first and last bins become GX's
+    ``tail_weights`` (GX cannot serialise infinite edges). Categorical: the reference's
+    categories with their shares; unseen values fall to the expectation's tail holdout.
+    """
+    needed = {"int_reference_bins", "int_model_versions_matched_to_references"}
+    if not needed <= tables:
+        return {}
+    rows = con.execute(
+        """
+        select bins.feature, bins.bin_kind, bins.bin_label, bins.bin_lower, bins.bin_upper,
+               bins.reference_share
+        from int_model_versions_matched_to_references as matched
+        inner join int_reference_bins as bins
+            on matched.model = bins.model and matched.reference_version = bins.reference_version
+        where matched.model = ? and matched.model_version = ?
+            and bins.bin_kind in ('psi', 'category')
+        order by bins.feature, bins.bin_index
+        """,
+        [model, version],
+    ).fetchall()
+    by_feature: dict[str, list[tuple]] = {}
+    for feature, *rest in rows:
+        by_feature.setdefault(feature, []).append(tuple(rest))
+    partitions = {}
+    for feature, bins in by_feature.items():
+        partition = _partition(bins)
+        if partition is None:
+            log.info("no usable reference histogram of %s for %s/%s", feature, model, version)
+        else:
+            partitions[feature] = partition
+    return partitions
+
+
+def _partition(bins: list[tuple]) -> dict | None:
+    kind = bins[0][0]
+    if kind == "category":
+        kept = [(label, share) for _, label, _, _, share in bins if label != UNSEEN_BIN]
+        if not kept:
+            return None
+        return {"values": [label for label, _ in kept], "weights": [s for _, s in kept]}
+    if len(bins) < 3:  # a (nearly) constant feature: no inner bin to compare
+        return None
+    inner = bins[1:-1]
+    return {
+        "bins": [inner[0][2], *(upper for *_, upper, _ in inner)],
+        "weights": [share for *_, share in inner],
+        "tail_weights": [bins[0][-1], bins[-1][-1]],
+    }
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _date(value: date) -> str:
+    return f"date '{value.isoformat()}'"
