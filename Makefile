@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
 IW := $(PIPE)/bin/inferwatch
 
-.PHONY: setup demo stop test lint lock clean help
+.PHONY: setup browser demo stop test lint lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -35,6 +35,14 @@ $(SUPERSET)/.installed: requirements/superset.lock.txt | $(UV)
 
 setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install both locked environments
 
+# The dashboard browser test drives Debian's Chromium through chromedriver (Selenium is in the
+# Superset environment). Installed only when missing; needs root (CI and these machines are).
+browser:  ## install chromium + chromium-driver (Debian) for the dashboard browser test
+	@if [ -x /usr/bin/chromedriver ] && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "chromium/chromium-driver missing: sudo apt-get install chromium chromium-driver (the browser test skips without them)"; fi
+
 demo: setup  ## simulate two weeks (if the lake is empty), run the pipeline, serve dashboards
 	$(IW) simulate --if-empty
 	$(IW) run
@@ -47,7 +55,7 @@ stop:  ## stop the Superset and Airflow that `make demo` started (by pid)
 	-[ ! -x $(IW) ] || $(IW) airflow stop
 	-[ ! -x $(IW) ] || $(IW) superset stop
 
-test: setup  ## install what the tests need and run the whole suite
+test: setup browser  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
 	$(PIPE)/bin/python -m pytest tests
@@ -55,6 +63,10 @@ test: setup  ## install what the tests need and run the whole suite
 lint:  ## ruff + sqlfluff
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
+
+.PHONY: bench
+bench: setup  ## benchmarks vs the DuckDB floor (10M events, see benchmarks/README.md; BENCH_ARGS=...)
+	$(PIPE)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 lock: | $(UV)  ## re-resolve the lock files from requirements/*.in
 	$(UV) pip compile -q --python-version 3.11 requirements/pipeline.in -o requirements/pipeline.lock.txt

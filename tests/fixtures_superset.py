@@ -2,11 +2,13 @@
 
 Loaded by the main conftest (``pytest_plugins = ["fixtures_superset"]``). Needs the Superset
 environment (``.venv/superset`` or ``INFERWATCH_SUPERSET_VENV``); skips without it. Costs
-~25 s to prepare the metadata DB and ~20 s to start gunicorn, once per session.
+~25 s to prepare the metadata DB and ~20 s to start gunicorn, once per session;
+``superset_synced`` then imports superset/ over the session's pipeline run (~20 s).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import socket
 from collections.abc import Iterator
@@ -15,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from inferwatch.config import Settings
 from inferwatch.serve import superset_server
+from inferwatch.serve.superset_access import demo_logins
+from inferwatch.serve.superset_sync import SupersetClient, sync
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,26 @@ def superset_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supe
         )
     finally:
         superset_server.stop(home)
+
+
+@dataclass(frozen=True)
+class SyncedSuperset:
+    """The session's Superset with superset/ synced over the session's pipeline run."""
+
+    instance: SupersetInstance
+    settings: Settings
+    ids: dict  # sync()'s result: {resource: {uuid: id}}, role, user
+
+    def client(self, username: str | None = None) -> SupersetClient:
+        """A REST client logged in as ``username`` (admin by default; demo users by name)."""
+        if username is None:
+            return SupersetClient(self.instance.url, self.instance.username, self.instance.password)
+        _, password = demo_logins(self.settings.secrets_path)[username]
+        return SupersetClient(self.instance.url, username, password)
+
+
+@pytest.fixture(scope="session")
+def superset_synced(pipeline_run, superset_instance) -> SyncedSuperset:
+    settings = dataclasses.replace(pipeline_run.settings, superset_url=superset_instance.url)
+    ids = sync(settings, username=superset_instance.username, password=superset_instance.password)
+    return SyncedSuperset(instance=superset_instance, settings=settings, ids=ids)

@@ -37,15 +37,16 @@ def _assets_by_folder() -> dict[str, list[dict]]:
 def test_assets_are_linked_by_uuid_and_rendered_for_import(tmp_path):
     assets = load_assets()
     by_folder = _assets_by_folder()
-    (database,) = by_folder["databases"]
+    databases = by_folder["databases"]
     datasets = by_folder["datasets"]
-    (dashboard,) = by_folder["dashboards"]
+    dashboards = by_folder["dashboards"]
     charts = by_folder["charts"]
-    assert dashboard["dashboard_title"] == "Inference overview"
-    assert {dataset["database_uuid"] for dataset in datasets} == {database["uuid"]}
+    assert "Inference overview" in {d["dashboard_title"] for d in dashboards}
+    assert {dataset["database_uuid"] for dataset in datasets} == {d["uuid"] for d in databases}
     assert {chart["dataset_uuid"] for chart in charts} == {d["uuid"] for d in datasets}
     in_position = {
         item["meta"]["uuid"]
+        for dashboard in dashboards
         for item in dashboard["position"].values()
         if isinstance(item, dict) and item.get("type") == "CHART"
     }
@@ -54,9 +55,20 @@ def test_assets_are_linked_by_uuid_and_rendered_for_import(tmp_path):
     assert len(all_uuids) == len(set(all_uuids))
 
     serving = tmp_path / "serving.duckdb"
-    rendered = superset_sync.render_assets(assets, serving)
-    db_name = next(name for name in rendered if name.startswith("databases/"))
-    assert rendered[db_name]["sqlalchemy_uri"] == f"duckdb:///{serving}?access_mode=read_only"
+    links = {"${COMMIT_URL_TEMPLATE}": "https://git/{git_commit}?a='b'"}
+    rendered = superset_sync.render_assets(assets, serving, links=links)
+    uris = {
+        rendered[name]["database_name"]: rendered[name]["sqlalchemy_uri"]
+        for name in rendered
+        if name.startswith("databases/")
+    }
+    assert uris == {
+        "InferWatch serving": f"duckdb:///{serving}?access_mode=read_only",
+        "inferwatch_ops": f"duckdb:///{tmp_path / 'ops.duckdb'}?access_mode=read_only",
+    }
+    lineage = rendered["datasets/inferwatch_serving/mart_model_lineage.yaml"]
+    (link,) = [c["expression"] for c in lineage["columns"] if c["column_name"] == "commit_link"]
+    assert "'https://git/{git_commit}?a=''b'''" in link  # quoted for SQL
     for name, config in rendered.items():
         if name.startswith("charts/"):
             query_context = json.loads(config["query_context"])
@@ -87,17 +99,16 @@ def test_refresh_without_a_reachable_superset_warns_and_returns_false(tmp_path, 
 
 # ---------- against a real Superset
 @pytest.fixture(scope="module")
-def synced(pipeline_run, superset_instance):
+def synced(superset_synced, superset_instance):
     """The assets synced twice into the session's Superset; both results and a client."""
-    settings = dataclasses.replace(pipeline_run.settings, superset_url=superset_instance.url)
-    first = sync(settings, username=superset_instance.username, password=superset_instance.password)
+    settings = superset_synced.settings
     second = sync(
         settings, username=superset_instance.username, password=superset_instance.password
     )
     client = SupersetClient(
         superset_instance.url, superset_instance.username, superset_instance.password
     )
-    return settings, first, second, client
+    return settings, superset_synced.ids, second, client
 
 
 def _count(client: SupersetClient, resource: str, column: str, value: str) -> int:
@@ -116,15 +127,21 @@ def _chart_data(client: SupersetClient, chart_id: int) -> dict:
 def test_sync_creates_the_dashboard_and_its_charts_by_uuid(synced):
     _, first, _, client = synced
     by_folder = _assets_by_folder()
-    assert set(first["dashboard"]) == {DASHBOARD_UUID}
+    assert set(first["dashboard"]) == {d["uuid"] for d in by_folder["dashboards"]}
     assert set(first["chart"]) == {chart["uuid"] for chart in by_folder["charts"]}
-    assert set(first["dataset"]) == {DATASET_UUID, LATENCY_DATASET_UUID}
+    assert {DATASET_UUID, LATENCY_DATASET_UUID} <= set(first["dataset"])
 
     dashboard_id = first["dashboard"][DASHBOARD_UUID]
     dashboard = client.request("GET", f"/api/v1/dashboard/{dashboard_id}")["result"]
     assert dashboard["dashboard_title"] == "Inference overview"
     on_dashboard = client.request("GET", f"/api/v1/dashboard/{dashboard_id}/charts")["result"]
-    assert {chart["id"] for chart in on_dashboard} == set(first["chart"].values())
+    (overview,) = [d for d in by_folder["dashboards"] if d["uuid"] == DASHBOARD_UUID]
+    overview_charts = {
+        item["meta"]["uuid"]
+        for item in overview["position"].values()
+        if isinstance(item, dict) and item.get("type") == "CHART"
+    }
+    assert {chart["id"] for chart in on_dashboard} == {first["chart"][u] for u in overview_charts}
     filters = json.loads(dashboard["json_metadata"])["native_filter_configuration"]
     dataset_id = first["dataset"][DATASET_UUID]
     targets = [target for f in filters for target in f["targets"] if "column" in target]
@@ -136,10 +153,12 @@ def test_second_sync_updates_in_place_without_duplicates(synced):
     _, first, second, client = synced
     assert second == first
     by_folder = _assets_by_folder()
-    (database,) = by_folder["databases"]
-    assert _count(client, "database", "database_name", database["database_name"]) == 1
-    assert _count(client, "dataset", "table_name", "mart_inference_hourly") == 1
-    assert _count(client, "dashboard", "dashboard_title", "Inference overview") == 1
+    for database in by_folder["databases"]:
+        assert _count(client, "database", "database_name", database["database_name"]) == 1
+    for dataset in by_folder["datasets"]:
+        assert _count(client, "dataset", "table_name", dataset["table_name"]) == 1
+    for dashboard in by_folder["dashboards"]:
+        assert _count(client, "dashboard", "dashboard_title", dashboard["dashboard_title"]) == 1
     for chart in by_folder["charts"]:
         assert _count(client, "chart", "slice_name", chart["slice_name"]) == 1
 
@@ -209,6 +228,8 @@ def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_p
     # a later build with one more column, published in another data dir
     grown = dataclasses.replace(settings, data_dir=tmp_path)
     shutil.copy(settings.serving_path, grown.serving_path)
+    shutil.copy(settings.ops_path, grown.ops_path)
+    shutil.copy(settings.secrets_path, grown.secrets_path)  # the same demo users' passwords
     with duckdb.connect(str(grown.serving_path)) as con:
         con.execute("alter table main.mart_inference_hourly add column fallbacks bigint default 0")
     try:

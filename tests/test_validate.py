@@ -49,12 +49,12 @@ from range({ROWS}) as t(i)
 MART_INGESTION = f"""
 create table mart_ingestion as
 select * from (values
-    ('{OBJECTS[0]}', 205::bigint, 200::bigint, 2::bigint, 3::bigint, 0::bigint, 'loaded',
-     timestamp '2025-05-20 01:00:00'),
-    ('{OBJECTS[1]}', 5::bigint, 0::bigint, 0::bigint, 5::bigint, 0::bigint, 'loaded',
-     timestamp '2025-05-20 01:00:00')
-) as t(object_key, lines_read, lines_loaded, lines_quarantined, lines_blank, lines_duplicate,
-       status, ingested_at)
+    ('{OBJECTS[0]}', 205::bigint, 200::bigint, 2::bigint, 3::bigint, 0::bigint, 0::bigint,
+     'loaded', timestamp '2025-05-20 01:00:00'),
+    ('{OBJECTS[1]}', 5::bigint, 0::bigint, 0::bigint, 5::bigint, 0::bigint, 0::bigint,
+     'loaded', timestamp '2025-05-20 01:00:00')
+) as t(object_key, lines_read, lines_loaded, lines_quarantined, lines_blank, lines_merged,
+       lines_duplicate, status, ingested_at)
 """
 
 FCT_QUARANTINE = f"""
@@ -222,8 +222,8 @@ def test_an_object_mostly_quarantined_fails_although_the_lake_share_is_low(tmp_p
     bad = "raw/2025/05/20/renamed.jsonl"
     outcome = validate_broken(
         tmp_path,
-        f"insert into mart_ingestion values ('{bad}', 30, 0, 30, 0, 0, 'loaded_with_quarantine',"
-        " timestamp '2025-05-20 02:00:00')",
+        f"insert into mart_ingestion values ('{bad}', 30, 0, 30, 0, 0, 0,"
+        " 'loaded_with_quarantine', timestamp '2025-05-20 02:00:00')",
         "insert into fct_quarantine select '" + bad + "', i, 'missing field: model', '{}',"
         " timestamp '2025-05-20 02:00:00' from range(1, 31) as t(i)",
         "update mart_ingestion set lines_read = 3005, lines_loaded = 3000 "

@@ -188,12 +188,19 @@ def urls(data_dir):
     """Print where the dashboards and the Airflow UI are, and how to log in."""
     from inferwatch.secrets import ensure_secrets
     from inferwatch.serve import airflow_services
+    from inferwatch.serve.superset_access import demo_logins
 
     settings = _settings(None, data_dir)
     secrets = ensure_secrets(settings.secrets_path)
     user, password = airflow_services.admin_login(settings)
+    demo = "".join(
+        f"          {login} ({role}) / {secret}\n"
+        for login, (role, secret) in demo_logins(settings.secrets_path).items()
+        if secret  # created by `inferwatch superset sync`
+    )
     click.echo(
         f"Superset  {settings.superset_url}  (admin / {secrets['SUPERSET_ADMIN_PASSWORD']})\n"
+        f"{demo}"
         f"Airflow   {settings.airflow_url}  ({user} / {password})\n"
         f"Published {settings.serving_path} and {settings.ops_path}\n"
         f"Secrets   {settings.secrets_path} (owner-only)"

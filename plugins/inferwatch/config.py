@@ -43,6 +43,10 @@ class Settings:
     validation_policy_path: Path = EXPECTATIONS_DIR / "policy.yml"
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "4GB"
+    #: Which adapter reads which lake prefix (docs/producers.md): a YAML/JSON file's path, or
+    #: inline JSON such as {"raw/sagemaker/": "sagemaker_capture"}. None: all of raw/ is
+    #: contract v1.
+    producers: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -64,6 +68,7 @@ class Settings:
             ),
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
             duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),
+            producers=env.get("INFERWATCH_PRODUCERS") or None,
         )
 
     # ---------- state paths (all under data_dir)

@@ -6,18 +6,34 @@ The lake layout (DESIGN.md): ``raw/`` (producers write, never changed here), ``r
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 RAW_SUFFIXES = (".jsonl", ".ndjson", ".json")
+#: Attempts per lake operation, and the first pause between them (doubled each time): an
+#: object store that hiccups is waited out; one that is down fails the task within about
+#: 15 s plus the client's own timeouts, naming the object, and the next run completes it.
+ATTEMPTS = int(os.environ.get("INFERWATCH_LAKE_ATTEMPTS", "4"))
+FIRST_BACKOFF_S = float(os.environ.get("INFERWATCH_LAKE_BACKOFF_S", "1.0"))
+#: botocore's own defaults wait 60 s to connect and retry on top of ours; keep them short.
+S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 1}}
+
+
+class LakeError(IOError):
+    """A lake operation still failed after the bounded retries; names the object."""
 
 
 def is_raw_log(key: str) -> bool:
@@ -44,9 +60,20 @@ class Lake:
     from a connection, the core never imports Airflow.
     """
 
-    def __init__(self, url: str, storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        attempts: int = ATTEMPTS,
+        backoff_s: float = FIRST_BACKOFF_S,
+    ):
         self.url = url.rstrip("/")
-        self.storage_options = storage_options or {}
+        self.storage_options = dict(storage_options or {})
+        if self.url.startswith(("s3://", "s3a://")):
+            self.storage_options.setdefault("config_kwargs", S3_CLIENT_CONFIG)
+        self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
         self.fs: fsspec.AbstractFileSystem
         self.fs, root = url_to_fs(self.url, **self.storage_options)
         self.root = root.rstrip("/")
@@ -67,12 +94,41 @@ class Lake:
         protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, tuple) else self.fs.protocol
         return f"{protocol}://{self.path(key)}"
 
+    def _retry(self, what: str, key: str, operation: Callable[[], T]) -> T:
+        """Run ``operation``; on an I/O error retry with doubling pauses, then raise LakeError.
+
+        Every operation here is idempotent (reads, listings, whole-object PUTs, renames of a
+        finished temp file), so repeating one after a failure cannot leave a partial object.
+        """
+        pause = self.backoff_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation()
+            except FileNotFoundError:
+                raise
+            except Exception as error:  # botocore, aiohttp and OS errors share no base class
+                if attempt == self.attempts:
+                    raise LakeError(
+                        f"{what} {self.full_url(key)} failed after {attempt} attempts: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                log.warning(
+                    "%s %s: %s (attempt %d/%d; retrying in %.1fs)",
+                    what, key, error, attempt, self.attempts, pause,
+                )  # fmt: skip
+                time.sleep(pause)
+                self._forget_connections()
+                pause *= 2
+        raise AssertionError("unreachable")
+
+    def _forget_connections(self) -> None:
+        # s3fs keeps directory listings and a client whose pool may hold dead connections.
+        self.fs.invalidate_cache()
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every file under ``prefix`` (recursively), sorted by key."""
         base = self.path(prefix)
-        if not self.fs.exists(base):
-            return
-        found = self.fs.find(base, detail=True)
+        found = self._retry("list", prefix, lambda: self._find(base))
         for full, info in sorted(found.items()):
             if info.get("type") == "directory":
                 continue
@@ -86,11 +142,17 @@ class Lake:
                 key=key, size=int(info.get("size") or 0), version=str(version).strip('"')
             )
 
+    def _find(self, base: str) -> dict:
+        if not self.fs.exists(base):
+            return {}
+        return self.fs.find(base, detail=True)
+
     def read_bytes(self, key: str) -> bytes:
-        return self.fs.cat_file(self.path(key))
+        """The whole object; a read cut short is retried whole, never returned in part."""
+        return self._retry("read", key, lambda: self.fs.cat_file(self.path(key)))
 
     def exists(self, key: str) -> bool:
-        return self.fs.exists(self.path(key))
+        return self._retry("check", key, lambda: self.fs.exists(self.path(key)))
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write atomically: readers see the old object or the whole new one, never a part."""
@@ -102,7 +164,7 @@ class Lake:
                 fh.write(data)
             self.fs.mv(tmp, target)
         else:  # an object-store PUT is atomic
-            self.fs.pipe_file(target, data)
+            self._retry("write", key, lambda: self.fs.pipe_file(target, data))
 
     def move_in(self, local_path: str, key: str) -> None:
         """Move a finished local file to ``key``, atomically for readers (the source is gone)."""
@@ -113,9 +175,9 @@ class Lake:
             shutil.move(local_path, tmp)  # a rename when both are on one filesystem
             os.replace(tmp, target)
         else:  # an object-store PUT is atomic
-            self.fs.put_file(local_path, target)
+            self._retry("write", key, lambda: self.fs.put_file(local_path, target))
             os.remove(local_path)
 
     def remove(self, key: str) -> None:
-        if self.fs.exists(self.path(key)):
-            self.fs.rm(self.path(key))
+        if self.exists(key):
+            self._retry("remove", key, lambda: self.fs.rm(self.path(key)))

@@ -70,8 +70,22 @@ def _copy_macros(con: duckdb.DuckDBPyConnection) -> None:
         "select function_name, parameters, macro_definition from duckdb_functions() "
         "where database_name = 'warehouse' and schema_name = 'main' and function_type = 'macro'"
     ).fetchall()
-    for name, parameters, definition in macros:
-        con.execute(f"create or replace macro main.{name}({', '.join(parameters)}) as {definition}")
+    # A macro whose body calls another (latency_quantile → latency_bucket_value) can only be
+    # created after it: create what binds, retry the rest until a pass makes no progress.
+    pending = list(macros)
+    while pending:
+        failed = []
+        for name, parameters, definition in pending:
+            try:
+                con.execute(
+                    f"create or replace macro main.{name}({', '.join(parameters)}) as {definition}"
+                )
+            except duckdb.CatalogException:
+                failed.append((name, parameters, definition))
+        if len(failed) == len(pending):
+            names = [name for name, *_ in failed]
+            raise RuntimeError(f"cannot recreate warehouse macros {names} in the published file")
+        pending = failed
 
 
 def is_serving_table(name: str) -> bool:

@@ -1,4 +1,5 @@
--- One row per raw object: every line read is loaded, quarantined or blank.
+-- One row per raw object: every line read is loaded, quarantined, blank or merged (an adapter
+-- folded it into another line's event).
 with objects as (
 
     select * from {{ ref('stg_bronze__objects') }}
@@ -24,10 +25,12 @@ reconciled as (
         objects.lines_loaded,
         objects.lines_quarantined,
         objects.lines_blank,
+        objects.lines_merged,
         -- events this object delivered that another object (or an earlier line) already had
         objects.lines_loaded - coalesce(owned_events.events_owned, 0) as lines_duplicate,
         objects.lines_read
         = objects.lines_loaded + objects.lines_quarantined + objects.lines_blank
+        + objects.lines_merged
             as reconciles,
         objects.truncated,
         case

@@ -2,6 +2,10 @@
 with manifest as (
 
     select * from {{ source('bronze', 'manifest') }}
+    -- manifests written before adapters existed have no lines_merged column: it reads as null
+    union all by name
+    select null::bigint as lines_merged
+    where false
 
 ),
 
@@ -28,6 +32,7 @@ select
     lines_loaded,
     lines_quarantined,
     lines_blank,
+    coalesce(lines_merged, 0) as lines_merged,
     ---------- flags and times
     truncated,
     ingested_at

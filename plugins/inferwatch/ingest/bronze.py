@@ -21,6 +21,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from inferwatch.adapters import ProducerMap
+from inferwatch.adapters.apply import prepare_lines, settle
+from inferwatch.config import Settings
 from inferwatch.ingest.lines import Decoded, decompress, lines_table
 from inferwatch.ingest.manifest import (
     EVENTS_PREFIX,
@@ -55,6 +58,7 @@ class IngestReport:
     lines_loaded: int = 0
     lines_quarantined: int = 0
     lines_blank: int = 0
+    lines_merged: int = 0
     truncated_objects: list[str] = field(default_factory=list)
     days: set[str] = field(default_factory=set)
     seconds: float = 0.0
@@ -87,8 +91,15 @@ def ingest(
     work_dir: Path,
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
+    producers: ProducerMap | None = None,
 ) -> IngestReport:
-    """Ingest ``objects`` into bronze; safe to repeat (a re-run rewrites the same chunk files)."""
+    """Ingest ``objects`` into bronze; safe to repeat (a re-run rewrites the same chunk files).
+
+    ``producers`` routes lake prefixes to adapters (docs/producers.md); by default it is read
+    from ``INFERWATCH_PRODUCERS``, and without it every object is contract v1.
+    """
+    if producers is None:
+        producers = ProducerMap.load(Settings.from_env().producers)
     started = time.monotonic()
     report = IngestReport(batch_id=batch_id)
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
@@ -100,6 +111,7 @@ def ingest(
                 lake, chunk, decoded, report,
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
+                producers=producers,
             )  # fmt: skip
             if progress:
                 progress(
@@ -121,12 +133,16 @@ def _ingest_chunk(
     user_hash_key: bytes,
     work_dir: Path,
     threads: int,
+    producers: ProducerMap | None = None,
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
-        con.register("lines", lines_table(decoded))
+        con.register("raw_lines", lines_table(decoded))
+        # Other producers' records become contract lines first (one parse path for all).
+        adapted = prepare_lines(con, [d.key for d in decoded], producers)
         parse(con)
+        settle(con, adapted)
         _register_user_hashes(con, user_hash_key)
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
@@ -138,7 +154,7 @@ def _ingest_chunk(
                 from parsed
                 cross join batch_info
                 left join user_hashes using (user_id)
-                where not is_blank and reason is null
+                where not is_blank and reason is null and not is_merged
                 order by event_ts
             ) to '{events}' (format parquet, compression zstd)
         """)
@@ -154,14 +170,16 @@ def _ingest_chunk(
         stats = con.execute("""
             select object_key,
                    count(*) as lines_read,
-                   count(*) filter (not is_blank and reason is null) as lines_loaded,
+                   count(*) filter (not is_blank and reason is null and not is_merged)
+                       as lines_loaded,
                    count(*) filter (reason is not null) as lines_quarantined,
-                   count(*) filter (is_blank) as lines_blank
+                   count(*) filter (is_blank) as lines_blank,
+                   count(*) filter (is_merged) as lines_merged
             from parsed group by object_key
         """).fetchall()
         days = con.execute(
             "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
-            "where not is_blank and reason is null"
+            "where not is_blank and reason is null and not is_merged"
         ).fetchall()
 
         rows = _manifest_rows(chunk, decoded, stats, report.batch_id, chunk_name, ingested_at)
@@ -180,6 +198,7 @@ def _ingest_chunk(
         report.lines_loaded += row["lines_loaded"]
         report.lines_quarantined += row["lines_quarantined"]
         report.lines_blank += row["lines_blank"]
+        report.lines_merged += row["lines_merged"]
         if row["truncated"]:
             report.truncated_objects.append(row["object_key"])
             log.warning(
@@ -216,7 +235,7 @@ def _manifest_rows(
     by_key = {row[0]: row for row in stats}
     rows = []
     for obj, dec in zip(chunk, decoded, strict=True):
-        _, read, loaded, quarantined, blank = by_key.get(obj.key, (obj.key, 0, 0, 0, 0))
+        _, read, loaded, quarantined, blank, merged = by_key.get(obj.key, (obj.key, 0, 0, 0, 0, 0))
         rows.append(
             {
                 "object_key": obj.key,
@@ -228,6 +247,7 @@ def _manifest_rows(
                 "lines_loaded": loaded,
                 "lines_quarantined": quarantined,
                 "lines_blank": blank,
+                "lines_merged": merged,
                 "truncated": dec.truncated,
                 "ingested_at": ingested_at,
             }

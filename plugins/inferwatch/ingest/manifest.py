@@ -33,6 +33,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("lines_loaded", pa.int64()),
         ("lines_quarantined", pa.int64()),
         ("lines_blank", pa.int64()),
+        # Records folded into another line's event by an adapter (a KServe/Seldon request
+        # joined to its response): read = loaded + quarantined + blank + merged.
+        ("lines_merged", pa.int64()),
         ("truncated", pa.bool_()),
         ("ingested_at", pa.timestamp("us")),
     ]

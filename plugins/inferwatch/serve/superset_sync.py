@@ -4,14 +4,24 @@ The assets follow Superset's export layout, one YAML per asset, linked by UUID:
 ``databases/<db>.yaml``, ``datasets/<db>/<table>.yaml``, ``charts/<dashboard>/<chart>.yaml``,
 ``dashboards/<dashboard>.yaml``. Two things differ from a raw export, both for review:
 
-- the database's ``sqlalchemy_uri`` holds ``${SERVING_PATH}``, filled here with the absolute
-  path of the published ``serving.duckdb`` (opened read-only);
+- the databases' ``sqlalchemy_uri`` hold ``${SERVING_PATH}`` / ``${OPS_PATH}``, filled here with
+  the absolute paths of the published ``serving.duckdb`` and ``ops.duckdb`` (opened read-only);
+- dataset SQL (column expressions) may hold ``${COMMIT_URL_TEMPLATE}`` and
+  ``${DATA_URL_TEMPLATE}``: the lineage links, from ``superset/links.yaml`` or the environment
+  (``INFERWATCH_COMMIT_URL_TEMPLATE``, ``INFERWATCH_DATA_URL_TEMPLATE``), quoted for SQL;
 - a chart's ``query_context`` is a YAML mapping without ``form_data``; here it gets
   ``form_data`` (= ``params``) and is serialised to the JSON string Superset stores.
 
 Each asset type goes through its own import endpoint with ``overwrite=true`` (a dashboard
 import overwrites only the dashboard, not its charts or dataset), in dependency order, so a
 re-sync updates everything in place: objects are matched by UUID, never duplicated.
+
+Then the access model (DESIGN.md: governance), also idempotent: roles ``Analyst`` (every
+dashboard, Explore, SQL Lab on the serving database only) and ``Stakeholder`` (view dashboards
+only: no SQL Lab, no dataset or database API), each dashboard opened to both roles through
+``DASHBOARD_RBAC`` (which lets a role read the charts of a dashboard it may see, and nothing
+else of their data), and one demo user per role whose password is generated into the
+owner-only secrets file at the first sync and never leaves it.
 
 Runs in the pipeline's environment: PyYAML, requests and zipfile only.
 """
@@ -33,10 +43,18 @@ import requests
 import yaml
 
 from inferwatch.config import SUPERSET_ASSETS_DIR, Settings, read_secrets
+from inferwatch.serve.superset_access import sync_access
 
 log = logging.getLogger(__name__)
 
 SERVING_PATH_PLACEHOLDER = "${SERVING_PATH}"
+OPS_PATH_PLACEHOLDER = "${OPS_PATH}"
+LINKS_FILE = "links.yaml"
+#: placeholder in dataset YAML → (key in links.yaml, environment variable overriding it)
+LINK_PLACEHOLDERS = {
+    "${COMMIT_URL_TEMPLATE}": ("commit_url_template", "INFERWATCH_COMMIT_URL_TEMPLATE"),
+    "${DATA_URL_TEMPLATE}": ("training_data_url_template", "INFERWATCH_DATA_URL_TEMPLATE"),
+}
 BUNDLE_ROOT = "inferwatch_superset_assets"
 IMPORT_VERSION = "1.0.0"
 
@@ -65,18 +83,69 @@ def load_assets(assets_dir: Path = SUPERSET_ASSETS_DIR) -> dict[str, dict[str, A
     return assets
 
 
-def render_assets(assets: dict[str, dict[str, Any]], serving_path: Path) -> dict[str, dict]:
-    """Assets as Superset imports them: serving path filled in, query contexts as JSON."""
-    serving = Path(serving_path).resolve()
-    if any(char in str(serving) for char in "?#%"):
-        raise ValueError(f"serving path {serving} holds a URL-reserved character")
+def link_templates(assets_dir: Path = SUPERSET_ASSETS_DIR) -> dict[str, str]:
+    """``${PLACEHOLDER}`` → URL template for the lineage links (environment over links.yaml)."""
+    path = assets_dir / LINKS_FILE
+    defaults = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return {
+        placeholder: os.environ.get(env) or (defaults or {}).get(key) or ""
+        for placeholder, (key, env) in LINK_PLACEHOLDERS.items()
+    }
+
+
+def _sql_literal_body(value: str) -> str:
+    """``value`` as the inside of a single-quoted SQL string."""
+    return value.replace("'", "''")
+
+
+def _fill_dataset(config: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    def fill(text):
+        if not isinstance(text, str):
+            return text
+        for placeholder, template in links.items():
+            text = text.replace(placeholder, _sql_literal_body(template))
+        return text
+
+    config["sql"] = fill(config.get("sql"))
+    config["columns"] = [
+        {**column, "expression": fill(column.get("expression"))}
+        for column in config.get("columns") or []
+    ]
+    config["metrics"] = [
+        {**metric, "expression": fill(metric.get("expression"))}
+        for metric in config.get("metrics") or []
+    ]
+    return config
+
+
+def render_assets(
+    assets: dict[str, dict[str, Any]],
+    serving_path: Path,
+    ops_path: Path | None = None,
+    links: dict[str, str] | None = None,
+) -> dict[str, dict]:
+    """Assets as Superset imports them: file paths and link templates filled in, query
+    contexts as JSON. ``ops_path`` defaults to ``ops.duckdb`` beside ``serving_path``."""
+    paths = {
+        SERVING_PATH_PLACEHOLDER: Path(serving_path).resolve(),
+        OPS_PATH_PLACEHOLDER: Path(
+            ops_path or Path(serving_path).with_name("ops.duckdb")
+        ).resolve(),
+    }
+    for path in paths.values():
+        if any(char in str(path) for char in "?#%"):
+            raise ValueError(f"published path {path} holds a URL-reserved character")
+    links = link_templates() if links is None else links
     rendered = {}
     for name, config in assets.items():
         config = dict(config)
         if name.startswith("databases/"):
-            config["sqlalchemy_uri"] = config["sqlalchemy_uri"].replace(
-                SERVING_PATH_PLACEHOLDER, str(serving)
-            )
+            uri = config["sqlalchemy_uri"]
+            for placeholder, path in paths.items():
+                uri = uri.replace(placeholder, str(path))
+            config["sqlalchemy_uri"] = uri
+        elif name.startswith("datasets/"):
+            config = _fill_dataset(config, links)
         elif name.startswith("charts/") and isinstance(config.get("query_context"), dict):
             query_context = dict(config["query_context"])
             query_context.setdefault("form_data", config.get("params") or {})
@@ -170,7 +239,9 @@ def sync(
     password: str | None = None,
     assets_dir: Path = SUPERSET_ASSETS_DIR,
 ) -> dict[str, dict[str, int]]:
-    """Import every asset, overwriting by UUID; return ``{resource: {uuid: id}}``.
+    """Import every asset, overwriting by UUID, then the roles and demo users (see
+    :mod:`inferwatch.serve.superset_access`); return ``{resource: {uuid: id}}`` plus
+    ``role`` (``{name: id}``) and ``user`` (``{username: id}``).
 
     ``password`` defaults to :func:`admin_password`. Raises :class:`SupersetSyncError` when
     Superset refuses the login or an import.
@@ -186,7 +257,12 @@ def _sync(
         log.warning(
             "%s does not exist yet: charts fail until it is published", settings.serving_path
         )
-    rendered = render_assets(load_assets(assets_dir), settings.serving_path)
+    rendered = render_assets(
+        load_assets(assets_dir),
+        settings.serving_path,
+        settings.ops_path,
+        link_templates(assets_dir),
+    )
     folders: list[str] = []
     for folder, model, resource in ASSET_TYPES:
         folders.append(folder)
@@ -200,6 +276,19 @@ def _sync(
                 if len(found) != 1:
                     raise SupersetSyncError(f"{resource} {config['uuid']} ({name}): ids {found}")
                 ids[config["uuid"]] = found[0]
+    serving_db = next(
+        config["uuid"]
+        for name, config in load_assets(assets_dir).items()
+        if name.startswith("databases/") and SERVING_PATH_PLACEHOLDER in config["sqlalchemy_uri"]
+    )
+    access = sync_access(
+        client,
+        settings.secrets_path,
+        dashboard_ids=sorted(result["dashboard"].values()),
+        serving_database_id=result["database"][serving_db],
+    )
+    result["role"] = access["roles"]
+    result["user"] = access["users"]
     log.info(
         "Superset sync to %s: %s in %.1f s",
         client.url,
