@@ -9,6 +9,7 @@ then ``bronze/manifest/batch=<id>/<chunk>.parquet`` last, which is what commits 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Raw bytes per chunk: large enough to amortise DuckDB's per-statement cost, small enough
 #: to keep memory bounded (the inflated text and its Arrow view both live during parsing).
-CHUNK_BYTES = 128 << 20
+CHUNK_BYTES = int(os.environ.get("INFERWATCH_INGEST_CHUNK_BYTES", 128 << 20))
 
 EVENT_COLUMNS = """
     event_id, request_id, model, model_version, endpoint, client_id, user_hash,

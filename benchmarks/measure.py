@@ -1,0 +1,145 @@
+"""Run one command as a child process and measure its wall time and the peak RSS of its tree.
+
+Two memory figures per child, because neither alone is enough:
+
+- ``tree_peak_rss``: the largest *sum* of RSS over the child and all its descendants, sampled
+  with psutil every ``interval`` seconds (what the machine must hold at once; a peak shorter
+  than the interval can be missed);
+- ``max_rss``: the kernel's exact high-water mark of the largest single process in the tree
+  (``ru_maxrss`` from ``wait4`` of the child, which covers the descendants it reaped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+MB = 1 << 20
+
+
+@dataclass
+class Measured:
+    label: str
+    wall_s: float
+    returncode: int
+    tree_peak_rss: int  # bytes, sampled
+    max_rss: int  # bytes, kernel high-water mark of the largest single process
+    samples: int
+    load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and at end
+    log: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def peak_rss(self) -> int:
+        return max(self.tree_peak_rss, self.max_rss)
+
+    def as_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "wall_s": round(self.wall_s, 3),
+            "returncode": self.returncode,
+            "tree_peak_rss_mb": round(self.tree_peak_rss / MB, 1),
+            "max_rss_mb": round(self.max_rss / MB, 1),
+            "peak_rss_mb": round(self.peak_rss / MB, 1),
+            "rss_samples": self.samples,
+            "load_avg_start_end": [round(x, 2) for x in self.load_avg],
+            "log": self.log,
+            **self.extra,
+        }
+
+
+class _TreeSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.NoSuchProcess:
+            return
+        while not self._halt.is_set():
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                break
+            for proc in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.peak = max(self.peak, total)
+            self.samples += 1
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def run_measured(
+    label: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path | None = None,
+    interval: float = 0.1,
+    timeout: float | None = None,
+    check: bool = True,
+) -> Measured:
+    """Run ``argv`` to completion; stdout and stderr go to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]
+    with log_path.open("wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+        sampler = _TreeSampler(proc.pid, interval)
+        sampler.start()
+        deadline = None if timeout is None else started + timeout
+        try:
+            while True:
+                # wait4 (not Popen.wait) to get this child's own resource usage.
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if deadline is not None and time.perf_counter() > deadline:
+                    proc.kill()  # our own child, by pid
+                    pid, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.02)
+        except BaseException:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
+        finally:
+            sampler.stop()
+        wall = time.perf_counter() - started
+    returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = returncode  # Popen must not try to reap it again
+    measured = Measured(
+        label=label,
+        wall_s=wall,
+        returncode=returncode,
+        tree_peak_rss=sampler.peak,
+        max_rss=usage.ru_maxrss * 1024,  # Linux reports KiB
+        samples=sampler.samples,
+        load_avg=(load_start, os.getloadavg()[0]),
+        log=str(log_path),
+    )
+    if check and returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        raise RuntimeError(f"{label} exited with {returncode}; log {log_path}:\n" + "\n".join(tail))
+    return measured
