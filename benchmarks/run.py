@@ -464,6 +464,10 @@ class Bench:
         )
         data_dir = self.data_dir("superset")
         run = self.inferwatch_run("inferwatch run superset", data_dir, lake)
+        self.superset_charts(data_dir, lake, sim["events"], run)
+
+    def superset_charts(self, data_dir: Path, lake: Path, events: int, run: dict) -> None:
+        """Start Superset on a published data dir, time the overview charts, stop it."""
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         env = self.env(data_dir, lake)
@@ -481,23 +485,28 @@ class Bench:
         finally:
             subprocess.run([INFERWATCH, "superset", "stop"], env=env, check=False)
         every = [ms for c in charts.values() for ms in c["samples_ms"]]
+        serving = data_dir / "serving.duckdb"
         self.results["superset"] = {
-            "days": days,
-            "events": sim["events"],
-            "pipeline_run_s": run["wall_s"],
+            "days": self.args.superset_days,
+            "events": events,
+            "pipeline_run_s": run.get("wall_s"),
+            "pipeline_tasks_s": run.get("tasks_s"),
+            "serving_mb": round(serving.stat().st_size / MB) if serving.exists() else None,
             "superset_start_s": round(started.wall_s, 1),
             "requests_per_chart": self.args.superset_requests,
             "charts": {
                 name: {k: v for k, v in c.items() if k != "samples_ms"}
                 for name, c in charts.items()
             },
-            "p50_ms": round(percentile(every, 50), 1),
-            "p95_ms": round(percentile(every, 95), 1),
+            # the target is per chart: the slowest chart's p95
+            "p95_ms": max(c["p95_ms"] for c in charts.values()),
+            "pooled_p50_ms": round(percentile(every, 50), 1),
+            "pooled_p95_ms": round(percentile(every, 95), 1),
         }
         s = self.results["superset"]
         log(
-            f"Superset chart data: p50 {s['p50_ms']:.0f} ms, p95 {s['p95_ms']:.0f} ms "
-            f"({len(charts)} charts x {self.args.superset_requests})"
+            f"Superset chart data: slowest chart p95 {s['p95_ms']:.0f} ms; all requests "
+            f"p50 {s['pooled_p50_ms']:.0f} ms, p95 {s['pooled_p95_ms']:.0f} ms"
         )
 
 
@@ -743,11 +752,12 @@ def targets(r: dict) -> list[dict]:
         )
     if "superset" in r:
         add(
-            "Superset chart data p95",
+            "Superset chart data p95 (slowest chart)",
             r["superset"]["p95_ms"],
             TARGETS["chart_p95_ms"],
             "ms",
-            f"{r['superset']['days']} days, {r['superset']['events']:,} events",
+            f"{r['superset']['days']} days, {r['superset']['events']:,} events; all requests "
+            f"pooled: p95 {r['superset'].get('pooled_p95_ms', float('nan')):.0f} ms",
         )
     if "dag" in r:
         add(
@@ -772,8 +782,17 @@ def peak_rss_rows(r: dict) -> list[tuple[str, float]]:
 
 def render(r: dict) -> str:
     c, mach, v = r["config"], r["machine"], r["versions"]
+    events = c["events"]
+    data = f"one day, {c['objects_per_hour']} objects per model and hour, seed {c['seed']}"
+    if set(c["measured"]) == {"superset"} and "superset" in r:
+        events = r["superset"]["events"]
+        data = (
+            f"{r['superset']['days']} days, {events // r['superset']['days']:,} events a day, "
+            f"1 object per model and hour, seed {c['seed']}; serving.duckdb "
+            f"{r['superset'].get('serving_mb', '?')} MB; all synced charts, not only the overview"
+        )
     lines = [
-        f"### {r['date']} · {c['events']:,} events · {', '.join(c['measured'])}",
+        f"### {r['date']} · {events:,} events · {', '.join(c['measured'])}",
         "",
         f"Machine: {mach['cores']} cores ({mach['cpu']}), {mach['memory_gib']} GiB, "
         f"load {mach['load_avg_at_start']} at start (shared with other jobs). "
@@ -784,7 +803,7 @@ def render(r: dict) -> str:
         f"{' + uncommitted changes' if r.get('git', {}).get('uncommitted_changes') else ''}. "
         f"DuckDB: {c['duckdb_threads']} threads, memory_limit {c['duckdb_memory_limit']} "
         f"(INFERWATCH_DUCKDB_MEMORY_LIMIT; applied by dbt, not by ingest, GX or publish). "
-        f"Data: one day, {c['objects_per_hour']} objects per model and hour, seed {c['seed']}. "
+        f"Data: {data}. "
         f"The whole suite took {r['total_s'] / 60:.1f} min.",
         "",
     ]
@@ -1063,6 +1082,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--superset-events-per-day", type=int, default=100_000)
     parser.add_argument(
         "--superset-requests", type=int, default=20, help="requests per chart (default %(default)s)"
+    )
+    parser.add_argument(
+        "--superset-chart-budget",
+        type=float,
+        default=120.0,
+        help="seconds of requests per chart before it stops repeating (at least 3 requests)",
     )
     parser.add_argument(
         "--work-dir",
