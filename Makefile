@@ -41,7 +41,7 @@ browser:  ## install chromium + chromium-driver (Debian) for the dashboard brows
 	@if [ -x /usr/bin/chromedriver ] && command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	else echo "chromium/chromium-driver missing: sudo apt-get install chromium chromium-driver (the browser test skips without them)"; fi
+	else echo "chromium/chromium-driver missing: sudo apt-get install chromium chromium-driver (the browser test fails without them)"; fi
 
 demo: setup  ## simulate two weeks (if the lake is empty), run the pipeline, serve dashboards
 	$(IW) simulate --if-empty

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import settings_for
 from inferwatch.lake import Lake
-from test_s3_faults import OBJECTS, key_of, marts, raw_object, run_steps
+from pipeline_steps import OBJECTS, key_of, marts, raw_object, run_steps
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 #: How long into the step the kill comes: inside each step's work on this small lake (ingest

@@ -9,83 +9,20 @@ failure surfaces here exactly as the task's exception would.
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
-import duckdb
 import pytest
 
 from conftest import settings_for
 from inferwatch import pipeline
 from inferwatch.lake import Lake, LakeError
+from pipeline_steps import LINES, OBJECTS, key_of, marts, raw_object, run_steps
 from s3_faults import FaultyS3Proxy
 
 BUCKET = "inferwatch-faults"
-OBJECTS = 6
-LINES = 150
 CREDENTIALS = {"key": "testing", "secret": "testing"}
-
-
-def raw_object(n: int) -> bytes:
-    events = [
-        json.dumps(
-            {
-                "event_id": f"o{n}-{i}",
-                "timestamp": f"2025-05-20T{n:02d}:{i % 60:02d}:{i % 7:02d}Z",
-                "model": "fraud_detector",
-                "model_version": "v3",
-                "endpoint": "/v1/fraud/score",
-                "client_id": f"client-{i % 4}",
-                "latency_ms": 10.0 + (i * 7) % 90,
-                "confidence": 0.5 + (i % 50) / 100,
-                "status": "error" if i % 25 == 0 else "ok",
-                "prediction": "true" if i % 9 == 0 else "false",
-            }
-        )  # fmt: skip
-        for i in range(LINES)
-    ]
-    return gzip.compress(("\n".join(events) + "\n").encode())
-
-
-def key_of(n: int) -> str:
-    return f"raw/fraud/2025/05/20/{n:02d}/part-0.jsonl.gz"
-
-
-def run_steps(settings, lake: Lake, run_id: str) -> None:
-    """discover → ingest → transform → validate → publish, as the DAG's tasks do."""
-    started = datetime.now(UTC).isoformat()
-    objects = pipeline.discover(lake)
-    report = pipeline.ingest(settings, lake, objects, run_id)
-    pipeline.transform(settings, lake)
-    validation = pipeline.validate(settings, run_id)
-    pipeline.publish(settings, run_id, validation, report, started)
-
-
-def marts(settings) -> dict[str, tuple]:
-    """Order-free fingerprints of what readers see (serving) and what ops reports."""
-    with (
-        duckdb.connect(str(settings.serving_path), read_only=True) as serving,
-        duckdb.connect(str(settings.ops_path), read_only=True) as ops,
-    ):
-        return {
-            "fct_inferences": serving.sql(
-                "select count(*), count(distinct event_id), sum(hash(event_id, model, "
-                "model_version, event_ts, latency_ms, status, prediction, object_key, "
-                "line_number)::hugeint) from fct_inferences"
-            ).fetchone(),
-            "mart_inference_hourly": serving.sql(
-                "select count(*), sum(hash(model, model_version, endpoint, hour, requests, "
-                "errors, latency_p95_ms)::hugeint) from mart_inference_hourly"
-            ).fetchone(),
-            "mart_ingestion": ops.sql(
-                "select count(*), sum(hash(object_key, lines_read, lines_loaded, "
-                "lines_quarantined, lines_blank)::hugeint) from mart_ingestion"
-            ).fetchone(),
-        }
 
 
 @pytest.fixture(scope="module")

@@ -100,14 +100,14 @@ class Lake:
         Every operation here is idempotent (reads, listings, whole-object PUTs, renames of a
         finished temp file), so repeating one after a failure cannot leave a partial object.
         """
-        pause = self.backoff_s
-        for attempt in range(1, self.attempts + 1):
+        pause, attempt = self.backoff_s, 1
+        while True:
             try:
                 return operation()
             except FileNotFoundError:
                 raise
             except Exception as error:  # botocore, aiohttp and OS errors share no base class
-                if attempt == self.attempts:
+                if attempt >= self.attempts:
                     raise LakeError(
                         f"{what} {self.full_url(key)} failed after {attempt} attempts: "
                         f"{type(error).__name__}: {error}"
@@ -118,8 +118,7 @@ class Lake:
                 )  # fmt: skip
                 time.sleep(pause)
                 self._forget_connections()
-                pause *= 2
-        raise AssertionError("unreachable")
+                pause, attempt = pause * 2, attempt + 1
 
     def _forget_connections(self) -> None:
         # s3fs keeps directory listings and a client whose pool may hold dead connections.

@@ -29,6 +29,7 @@ from great_expectations.execution_engine import sqlalchemy_execution_engine
 from inferwatch.config import EXPECTATIONS_DIR
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.results import (
+    MAX_DETAILS,
     ValidationOutcome,
     clip,
     missing_table_row,
@@ -160,22 +161,17 @@ def _dispose(datasource: Any) -> None:
         engine.dispose()
 
 
-def _sample_failed_rows(warehouse_path: Path, batches_by_name: dict, rows: list[dict]) -> None:
-    """Attach example rows to each failed SQL check (``details``).
+def _sample_failed_rows(warehouse_path: Path, failed: list[tuple[dict, Batch, str]]) -> None:
+    """Attach example rows to each failed SQL check (``details``), given (row, batch, query).
 
     GX returns a SQL check's rows only at result format COMPLETE, which would also make every
     column expectation return every failing value; re-running just the failed queries with a
     LIMIT is cheaper and bounded.
     """
-    failed = [
-        r for r in rows
-        if not r["success"] and r["expectation"] == "unexpected_rows_expectation"
-    ]  # fmt: skip
     if not failed:
         return
     with duckdb.connect(str(warehouse_path), read_only=True) as con:
-        for row in failed:
-            batch, query = batches_by_name[row["_batch"]], row["_query"]
+        for row, batch, query in failed:
             source = batch.spec.table if batch.query is None else f"({batch.query})"
             sql = query.replace("{batch}", source)
             try:
@@ -183,9 +179,9 @@ def _sample_failed_rows(warehouse_path: Path, batches_by_name: dict, rows: list[
                 names = [d[0] for d in cursor.description]
                 sample = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
             except duckdb.Error as error:  # the check itself broke; GX already said how
-                log.debug("no sample for %s: %s", row["_batch"], error)
+                log.debug("no sample for %s: %s", batch.name, error)
                 continue
-            row["details"] = clip(json.dumps(sample, default=str), 4000)
+            row["details"] = clip(json.dumps(sample, default=str), MAX_DETAILS)
 
 
 def validate(
@@ -209,9 +205,14 @@ def validate(
     warehouse_path = Path(warehouse_path)
     if not warehouse_path.is_file():
         raise FileNotFoundError(f"no warehouse at {warehouse_path}")
-    specs = load_suite_specs(suites, expectations_dir=expectations_dir)
+    every_spec = load_suite_specs(expectations_dir=expectations_dir)
+    specs = (
+        every_spec
+        if suites is None
+        else load_suite_specs(suites, expectations_dir=expectations_dir)
+    )
     policy = Policy.load(policy_path, thresholds)
-    policy.check_against(load_suite_specs(expectations_dir=expectations_dir))
+    policy.check_against(every_spec)  # names in the policy refer to any suite, run or not
     planned = plan_batches(warehouse_path, specs, policy)
     batches = [batch for batch in planned if not batch.table_missing]
     suite_objects, skipped = [], []
@@ -275,16 +276,14 @@ def _run_checkpoint(
         _dispose(datasource)
 
     by_name = {batch.name: batch for batch in batches}
-    rows = []
+    rows, failed_sql = [], []
     for suite_result in result.run_results.values():
         batch = by_name[suite_result.suite_name]
         batch_rows = rows_of(suite_result, batch, run_id, validated_at)
         for row, expectation in zip(batch_rows, suite_result.results, strict=True):
-            row["_batch"] = batch.name
-            row["_query"] = expectation.expectation_config.kwargs.get("unexpected_rows_query")
+            query = expectation.expectation_config.kwargs.get("unexpected_rows_query")
+            if query and not row["success"]:
+                failed_sql.append((row, batch, query))
         rows.extend(batch_rows)
-    _sample_failed_rows(warehouse_path, by_name, rows)
-    for row in rows:
-        row.pop("_batch")
-        row.pop("_query")
+    _sample_failed_rows(warehouse_path, failed_sql)
     return rows

@@ -16,11 +16,7 @@ from inferwatch.validate.suites import GATE_SEVERITY
 log = logging.getLogger(__name__)
 
 _MAX_TEXT = 500  # observed values end up in a dashboard table, not a log
-_MAX_DETAILS = 4000
-ROW_KEYS = (
-    "run_id", "suite", "model", "model_version", "severity", "expectation", "column", "success",
-    "observed_value", "threshold", "details", "validated_at",
-)  # fmt: skip
+MAX_DETAILS = 4000  # characters of JSON evidence per result row
 
 
 @dataclass
@@ -185,7 +181,7 @@ def details_json(expectation_type: str, result: Any) -> str | None:
     details = (result.result or {}).get("details") or {}
     if not details:
         return None
-    return clip(json.dumps(details, default=str), _MAX_DETAILS)
+    return clip(json.dumps(details, default=str), MAX_DETAILS)
 
 
 def clip(text: str, limit: int = _MAX_TEXT) -> str:
