@@ -48,10 +48,12 @@ def airflow_environment(settings: Settings, home: Path | None = None, port: int 
 
 
 def apply(settings: Settings, home: Path | None = None) -> dict:
-    """Set the variables in this process (keeping values the user already set for Airflow)."""
+    """Set the variables in this process (keeping values the user already set for Airflow);
+    return the variables in effect."""
     env = airflow_environment(settings, home)
     for key, value in env.items():
         if key.startswith("AIRFLOW") and key in os.environ and key != "AIRFLOW_HOME":
+            env[key] = os.environ[key]  # e.g. a PostgreSQL metadata DB: migrate that one
             continue
         os.environ[key] = value
     return env
