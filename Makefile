@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
 IW := $(PIPE)/bin/inferwatch
 
-.PHONY: setup browser demo stop test lint lock clean help
+.PHONY: setup services browser demo stop test lint lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -35,15 +35,24 @@ $(SUPERSET)/.installed: requirements/superset.lock.txt | $(UV)
 
 setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install both locked environments
 
-# The dashboard browser test drives Debian's Chromium through chromedriver (Selenium is in the
-# Superset environment). Installed only when missing; needs root (CI and these machines are).
-browser:  ## install chromium + chromium-driver (Debian) for the dashboard browser test
-	@if [ -x /usr/bin/chromedriver ] && command -v chromium >/dev/null; then :; \
+# Debian packages the servers need: redis-server (the Celery broker of Superset's scheduled
+# reports), chromium + chromium-driver (report screenshots, and the dashboard browser test via
+# Selenium in the Superset environment). Installed only when missing; needs root (CI and these
+# machines are). Nothing is started here: `inferwatch superset start` runs its own Redis on
+# 127.0.0.1 (no system service, no persistence).
+# postgresql: the scale-out test runs Airflow's and Superset's metadata on a private server.
+DEBIAN_PACKAGES := redis-server chromium chromium-driver postgresql
+services:  ## install redis-server, chromium, chromium-driver (Debian) when missing
+	@missing=""; \
+	for pkg in $(DEBIAN_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
-	else echo "chromium/chromium-driver missing: sudo apt-get install chromium chromium-driver (the browser test fails without them)"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "missing Debian packages:$$missing (sudo apt-get install$$missing): reports and the browser test fail without them"; fi
 
-demo: setup  ## simulate two weeks (if the lake is empty), run the pipeline, serve dashboards
+browser: services  ## (alias of services, kept for CI)
+
+demo: setup services  ## simulate two weeks (if the lake is empty), run the pipeline, serve dashboards + reports
 	$(IW) simulate --if-empty
 	$(IW) run
 	$(IW) superset start
@@ -51,11 +60,11 @@ demo: setup  ## simulate two weeks (if the lake is empty), run the pipeline, ser
 	$(IW) airflow start
 	@echo; $(IW) urls; echo; echo "Stop everything with: make stop"
 
-stop:  ## stop the Superset and Airflow that `make demo` started (by pid)
+stop:  ## stop the Superset (+ report workers) and Airflow that `make demo` started (by pid)
 	-[ ! -x $(IW) ] || $(IW) airflow stop
 	-[ ! -x $(IW) ] || $(IW) superset stop
 
-test: setup browser  ## install what the tests need and run the whole suite
+test: setup services  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
 	$(PIPE)/bin/python -m pytest tests

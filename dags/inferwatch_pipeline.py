@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from inferwatch import pipeline
+from inferwatch.alerts.airflow_notifier import RETRAINING_SIGNAL, PipelineRunNotifier
 from inferwatch.orchestrate import current_lake, current_settings
 
 DOC = """
@@ -20,12 +21,17 @@ interval only labels the run), then rebuilds the marts of every day the new even
 | `discover` | lists `raw/` and compares with the manifest (key, size, etag/mtime) | yes |
 | `ingest` | parses, validates and scrubs PII into bronze Parquet; bad lines to `quarantine/` | yes: a chunk only counts once its manifest file lands |
 | `transform` | `dbt build` (incremental: days touched by newly ingested events) | yes |
+| `score_anomalies` | isolation forest per model version scores a sample of each touched day's inputs; builds `mart_input_anomalies_daily` | yes: a day's scores are rewritten whole |
 | `validate` | Great Expectations checkpoint on the candidate warehouse ([Data Docs](inferwatch-data-docs/)) | yes |
-| `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed | yes |
-| `refresh_superset` | re-syncs Superset datasets; logs and goes on if Superset is down | yes |
+| `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed (under the publish lock: no Superset report is taken meanwhile) | yes |
+| `refresh_superset` | re-syncs Superset datasets and report schedules (under the publish lock); logs and goes on if Superset is down | yes |
+| `alert` | alert rules on the published marts; new alerts by e-mail/webhook, logged in `ops.duckdb` (`alerts`) | yes: deduplicated per rule, model, version and period |
+| `signal_retraining` | emits the `inferwatch_retraining_signal` Asset event when a drift or input-anomaly alert is new (else skipped) | yes |
+| `audit` | appends new Superset/Airflow/run events to the hash-chained `mart_audit_log` (runs even after a failure; teardown) | yes: per-source watermarks |
 
 Lake: `INFERWATCH_LAKE_URL` (S3 credentials from the `inferwatch_lake` connection).
 State: `INFERWATCH_DATA_DIR`. Data Docs: `$INFERWATCH_DATA_DIR/data_docs/index.html`.
+A task that fails for good (or a build held back by the gate) is a `pipeline_run` alert.
 """
 
 VALIDATE_DOC = """
@@ -44,7 +50,11 @@ Great Expectations on the candidate warehouse (read-only, pushed down to DuckDB)
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 1, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "retries": 1,
+        "retry_delay": timedelta(minutes=2),
+        "on_failure_callback": PipelineRunNotifier(),
+    },
     doc_md=DOC,
     tags=["inferwatch"],
 )
@@ -64,6 +74,12 @@ def inferwatch_pipeline():
         settings = current_settings()
         return pipeline.transform(settings, current_lake(settings))
 
+    @task(doc_md="Isolation-forest scores of a sample of each touched day's inputs (per model "
+          "version, fitted on its training reference) → `mart_input_anomalies_daily`.")
+    def score_anomalies(build: dict, ingest_report: dict) -> dict:
+        settings = current_settings()
+        return pipeline.score_anomalies(settings, current_lake(settings), ingest_report)
+
     @task(doc_md=VALIDATE_DOC)
     def validate(build: dict, **context) -> dict:
         return pipeline.validate(current_settings(), context["run_id"])
@@ -82,9 +98,37 @@ def inferwatch_pipeline():
     def refresh_superset(published: dict) -> bool:
         return pipeline.refresh_superset(current_settings())
 
+    @task(
+        trigger_rule=TriggerRule.ALL_DONE,
+        doc_md="Evaluate the alert rules (README: Alerts) on the published marts, also after a "
+        "held-back build; deliver new alerts by e-mail and webhook; log them in `ops.duckdb`.",
+    )
+    def alert(**context) -> dict:
+        return pipeline.alert(current_settings(), context["run_id"])
+
+    @task(
+        outlets=[RETRAINING_SIGNAL],
+        doc_md="Emit the retraining signal (an Asset event for `retraining_trigger`) when the "
+        "alert step raised a new drift or input-anomaly alert; skipped otherwise.",
+    )
+    def signal_retraining(alerted: dict, *, outlet_events=None) -> int:
+        if not alerted["retraining"]:
+            raise AirflowSkipException("no new drift or input-anomaly alert")
+        outlet_events[RETRAINING_SIGNAL].extra = {"requests": alerted["retraining"]}
+        return len(alerted["retraining"])
+
+    @task(doc_md="Append new Superset, Airflow and run-outcome events to `mart_audit_log`.")
+    def audit() -> dict:
+        return pipeline.audit(current_settings())
+
     report = ingest(discover())
-    validation = validate(transform(report))
-    refresh_superset(publish(validation, report))
+    validation = validate(score_anomalies(transform(report), report))
+    published = publish(validation, report)
+    # A teardown: runs whatever the tasks before it did, and does not decide the run's state.
+    refresh_superset(published) >> audit().as_teardown()
+    alerted = alert()
+    published >> alerted
+    signal_retraining(alerted)
 
 
 inferwatch_pipeline()

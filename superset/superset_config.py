@@ -1,8 +1,8 @@
 """Superset configuration for InferWatch, loaded through ``SUPERSET_CONFIG_PATH``.
 
-Everything secret or machine-specific comes from the environment; nothing here needs Redis,
-Celery or a browser. ``plugins/inferwatch/serve/superset_server.py`` sets the environment
-when it runs Superset for InferWatch.
+Everything secret or machine-specific comes from the environment.
+``plugins/inferwatch/serve/superset_server.py`` sets it when it runs Superset (gunicorn) and the
+Alerts & Reports processes (Redis, Celery worker and beat: ``serve/report_workers.py``).
 
 Environment:
 - ``SUPERSET_SECRET_KEY`` (required): signs sessions and encrypts stored connection secrets.
@@ -11,12 +11,28 @@ Environment:
 - ``SUPERSET_GUEST_TOKEN_SECRET``: signs embedded-dashboard guest tokens. Default: derived
   from the secret key.
 - ``SUPERSET_LOG_LEVEL``: default ``INFO``.
+- ``SUPERSET_REDIS_URL``: the Celery broker of Alerts & Reports (db 0; results in db 1). Unset:
+  no Celery and the ``ALERT_REPORTS`` feature off.
+- ``SUPERSET_WEBDRIVER_BASEURL``: where the worker's Chromium reaches this Superset (gunicorn);
+  ``SUPERSET_PUBLIC_URL``: the address the e-mails link to (default: the same).
+- ``INFERWATCH_SMTP_HOST`` / ``_PORT`` / ``_FROM`` (127.0.0.1 / 25 / inferwatch@localhost),
+  ``INFERWATCH_SMTP_STARTTLS``, ``INFERWATCH_SMTP_SSL`` (default off), ``INFERWATCH_SMTP_USER``
+  / ``INFERWATCH_SMTP_PASSWORD`` (default: no login).
+- ``INFERWATCH_PUBLISH_LOCK``: the pipeline's publish lock file; every report execution holds
+  it *shared*, the pipeline's publish and Superset refresh hold it *exclusive*, so a report
+  never runs while a build is being swapped in (superset/README.md: reports and publishing).
+- ``CHROMEDRIVER`` (default ``/usr/bin/chromedriver``): Debian's ``chromium-driver``.
 """
 
+import fcntl
 import hashlib
 import logging
 import os
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
+
+from celery.schedules import crontab
+from celery.signals import task_postrun, task_prerun
 
 SUPERSET_HOME = os.path.abspath(
     os.environ.get("SUPERSET_HOME") or os.path.expanduser("~/.superset")
@@ -43,6 +59,8 @@ FEATURE_FLAGS = {
     "ENABLE_TEMPLATE_PROCESSING": False,
     "ALLOW_ADHOC_SUBQUERY": False,
     "THUMBNAILS": False,  # needs Celery workers; the cache below is ready for it
+    # Scheduled dashboard e-mails (Celery worker + beat, Chromium): on when Redis is configured
+    "ALERT_REPORTS": bool(os.environ.get("SUPERSET_REDIS_URL")),
 }
 GUEST_TOKEN_JWT_SECRET = (
     os.environ.get("SUPERSET_GUEST_TOKEN_SECRET")
@@ -89,3 +107,145 @@ LOG_LEVEL = getattr(logging, os.environ.get("SUPERSET_LOG_LEVEL", "INFO").upper(
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 ENABLE_TIME_ROTATE = False
 SUPERSET_WEBSERVER_TIMEOUT = 60
+
+
+# ---------- Alerts & Reports: Celery on Redis, Chromium through Selenium, SMTP
+REDIS_URL = os.environ.get("SUPERSET_REDIS_URL", "")
+# How long one beat tick's scheduling window is: beat fires every minute (below).
+ALERT_REPORTS_CRON_WINDOW_SIZE = 59
+ALERT_REPORTS_NOTIFICATION_DRY_RUN = False
+EMAIL_REPORTS_SUBJECT_PREFIX = "[InferWatch]"  # Superset adds the space
+
+
+class CeleryConfig:  # Superset's defaults, on Redis, with one scheduler tick a minute
+    broker_url = REDIS_URL
+    result_backend = REDIS_URL.rsplit("/", 1)[0] + "/1" if REDIS_URL else None
+    broker_connection_retry_on_startup = True
+    imports = (
+        "superset.sql_lab",
+        "superset.tasks.scheduler",
+        "superset.tasks.thumbnails",
+        "superset.tasks.cache",
+    )
+    worker_prefetch_multiplier = 1
+    task_acks_late = False
+    beat_schedule = {
+        "reports.scheduler": {
+            "task": "reports.scheduler",
+            "schedule": crontab(minute="*", hour="*"),
+            # Superset reads the tick's time back from its expiry (CELERY_BEAT_SCHEDULER_EXPIRES)
+            "options": {"expires": int(timedelta(weeks=1).total_seconds())},
+        },
+        "reports.prune_log": {
+            "task": "reports.prune_log",
+            "schedule": crontab(minute=0, hour=0),
+        },
+    }
+
+
+CELERY_CONFIG = CeleryConfig if REDIS_URL else None
+
+WEBDRIVER_TYPE = "chrome"
+WEBDRIVER_OPTION_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+]
+WEBDRIVER_CONFIGURATION = {
+    "options": {"capabilities": {}, "preferences": {}},
+    "service": {
+        "executable_path": os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"),
+        "log_output": os.devnull,
+        "service_args": [],
+        "port": 0,
+        "env": {},
+    },
+}
+WEBDRIVER_WINDOW = {"dashboard": (1600, 2000), "slice": (1600, 1200), "pixel_density": 1}
+WEBDRIVER_BASEURL = os.environ.get("SUPERSET_WEBDRIVER_BASEURL", "http://127.0.0.1:8088/")
+WEBDRIVER_BASEURL_USER_FRIENDLY = os.environ.get("SUPERSET_PUBLIC_URL") or WEBDRIVER_BASEURL
+SCREENSHOT_LOCATE_WAIT = 30
+SCREENSHOT_LOAD_WAIT = 120
+
+SMTP_HOST = os.environ.get("INFERWATCH_SMTP_HOST") or "127.0.0.1"
+SMTP_PORT = int(os.environ.get("INFERWATCH_SMTP_PORT") or 25)
+SMTP_MAIL_FROM = os.environ.get("INFERWATCH_SMTP_FROM") or "inferwatch@localhost"
+SMTP_STARTTLS = os.environ.get("INFERWATCH_SMTP_STARTTLS", "").lower() in ("1", "true", "yes")
+SMTP_SSL = os.environ.get("INFERWATCH_SMTP_SSL", "").lower() in ("1", "true", "yes")
+SMTP_USER = os.environ.get("INFERWATCH_SMTP_USER") or None
+SMTP_PASSWORD = os.environ.get("INFERWATCH_SMTP_PASSWORD") or None
+
+
+# ---------- SQLite metadata: report executions pass their schedule time as an ISO string
+# (Celery's eta), which SQLAlchemy's SQLite DateTime refuses ("SQLite DateTime type only
+# accepts Python datetime and date objects as input", apache/superset#13698, still in 6.1).
+# PostgreSQL accepts it; for SQLite the bind coerces ISO strings to naive UTC datetimes.
+def _coerce_iso_datetimes() -> None:
+    from sqlalchemy.dialects.sqlite.base import DATETIME
+
+    if getattr(DATETIME.bind_processor, "_inferwatch", False):
+        return
+    original = DATETIME.bind_processor
+
+    def bind_processor(self, dialect):
+        process = original(self, dialect)
+
+        def coerce(value):
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+                if value.tzinfo is not None:
+                    value = value.astimezone(UTC).replace(tzinfo=None)
+            return process(value)
+
+        return coerce
+
+    bind_processor._inferwatch = True
+    DATETIME.bind_processor = bind_processor
+
+
+if SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
+    _coerce_iso_datetimes()
+
+
+# ---------- reports never race a publish (superset/README.md: reports and publishing)
+PUBLISH_LOCK = os.environ.get("INFERWATCH_PUBLISH_LOCK", "")
+#: A report waits at most this long for a publish to end, then runs anyway (the swap itself is
+#: atomic; the lock only keeps one e-mail to one build and out of a Superset refresh).
+PUBLISH_LOCK_WAIT_S = int(os.environ.get("INFERWATCH_PUBLISH_LOCK_WAIT_S") or 1800)
+_gate_log = logging.getLogger("inferwatch.report_gate")
+_held: dict = {}
+
+
+@task_prerun.connect(weak=False)
+def _hold_publish_lock_shared(task_id=None, task=None, args=None, **_):
+    if not PUBLISH_LOCK or getattr(task, "name", "") != "reports.execute":
+        return
+    what = f"report schedule {(args or ['?'])[0]} (task {task_id})"
+    handle = open(PUBLISH_LOCK, "a+")  # noqa: SIM115 (closed in _release_publish_lock)
+    deadline = time.monotonic() + PUBLISH_LOCK_WAIT_S
+    waited = False
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if not waited:
+                _gate_log.info("%s waits for the publish lock %s", what, PUBLISH_LOCK)
+                waited = True
+            if time.monotonic() > deadline:
+                _gate_log.error("publish lock held over %s s: %s runs", PUBLISH_LOCK_WAIT_S, what)
+                handle.close()
+                return
+            time.sleep(0.5)
+    _gate_log.info("%s holds the publish lock (shared)", what)
+    _held[task_id] = (handle, what)
+
+
+@task_postrun.connect(weak=False)
+def _release_publish_lock(task_id=None, **_):
+    handle, what = _held.pop(task_id, (None, None))
+    if handle is not None:
+        handle.close()  # closing the file releases the flock
+        _gate_log.info("%s released the publish lock", what)

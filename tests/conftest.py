@@ -8,9 +8,12 @@ imports Airflow.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
 import socket
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,11 +62,53 @@ def settings_for(lake_url: str, data_dir: Path) -> Settings:
                               "INFERWATCH_DATA_DIR": str(data_dir)})  # fmt: skip
 
 
+class _Tee:
+    """A text stream writing to two others (the console and a log file)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        # a handler Airflow made during the run may keep this stream after the file is closed
+        for stream in self.streams:
+            if not stream.closed:
+                stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            if not stream.closed:
+                stream.flush()
+
+
+@contextlib.contextmanager
+def _task_log_file(path: Path):
+    """Keep what the tasks log in ``path`` too: dag.test() writes no task log files, and the
+    governance test searches the task logs for PII. Airflow's structlog loggers write to the
+    current sys.stdout (not cached under pytest); stdlib records reach the root handler."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handler = logging.StreamHandler(handle)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            with (
+                contextlib.redirect_stdout(_Tee(sys.stdout, handle)),
+                contextlib.redirect_stderr(_Tee(sys.stderr, handle)),
+            ):
+                yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+
+
 def run_pipeline(settings: Settings) -> str:
-    """One `dag.test()` of inferwatch_pipeline, exactly what `inferwatch run` does."""
+    """One `dag.test()` of inferwatch_pipeline, exactly what `inferwatch run` does; its task
+    logs are also kept under ``AIRFLOW_HOME/logs/dag_test/``."""
     from inferwatch.runner import run_once
 
-    return run_once(settings, home=AIRFLOW_HOME)
+    log_file = AIRFLOW_HOME / "logs" / "dag_test" / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}.log"
+    with _task_log_file(log_file):
+        return run_once(settings, home=AIRFLOW_HOME)
 
 
 def free_port() -> int:

@@ -3,7 +3,9 @@
 Loaded by the main conftest (``pytest_plugins = ["fixtures_superset"]``). Needs the Superset
 environment (``.venv/superset`` or ``INFERWATCH_SUPERSET_VENV``); skips without it. Costs
 ~25 s to prepare the metadata DB and ~20 s to start gunicorn, once per session;
-``superset_synced`` then imports superset/ over the session's pipeline run (~20 s).
+``superset_synced`` then imports superset/ over the session's pipeline run (~20 s), report
+schedules included (inactive: the session configures no recipients). The report workers
+(Redis, Celery worker and beat) are started only by tests/test_superset_reports.py.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ def superset_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supe
     password = secrets.token_urlsafe(18)
     superset_server.prepare(home, admin_password=password, secret_key=secrets.token_urlsafe(48))
     port = _free_port()
-    pid = superset_server.start(home, port=port, host="127.0.0.1")
+    # gunicorn only: the report workers (Redis, Celery worker and beat) cost ~700 MB and ~30 s,
+    # so tests/test_superset_reports.py starts them itself (superset_server.start_reports)
+    pid = superset_server.start(home, port=port, host="127.0.0.1", reports=False)
     try:
         yield SupersetInstance(
             url=f"http://127.0.0.1:{port}",

@@ -20,9 +20,15 @@ def test_every_dag_imports_without_errors():
     dag = bag.get_dag("inferwatch_pipeline")
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert [t.task_id for t in dag.topological_sort()] == [
-        "discover", "ingest", "transform", "validate", "publish", "refresh_superset",
+        "discover", "ingest", "transform", "score_anomalies", "validate", "publish",
+        "refresh_superset", "audit", "alert", "signal_retraining",
     ]  # fmt: skip
     assert all(task.doc_md for task in dag.tasks)
+    trigger = bag.get_dag("retraining_trigger")
+    assert trigger is not None and all(task.doc_md for task in trigger.tasks)
+    assert [outlet.name for outlet in dag.get_task("signal_retraining").outlets] == [
+        "inferwatch_retraining_signal"
+    ]
 
 
 def test_dag_files_do_no_io_at_import(tmp_path):

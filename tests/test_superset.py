@@ -65,6 +65,7 @@ def test_assets_are_linked_by_uuid_and_rendered_for_import(tmp_path):
     assert uris == {
         "InferWatch serving": f"duckdb:///{serving}?access_mode=read_only",
         "inferwatch_ops": f"duckdb:///{tmp_path / 'ops.duckdb'}?access_mode=read_only",
+        "InferWatch audit": f"duckdb:///{tmp_path / 'audit.duckdb'}?access_mode=read_only",
     }
     lineage = rendered["datasets/inferwatch_serving/mart_model_lineage.yaml"]
     (link,) = [c["expression"] for c in lineage["columns"] if c["column_name"] == "commit_link"]

@@ -111,6 +111,104 @@ def rebuild(lake, data_dir):
     click.echo(json.dumps(result))
 
 
+@main.command("replay-quarantine")
+@lake_option
+@data_dir_option
+@click.option("--reason", help="Only lines whose quarantine reason starts with this text, "
+              "e.g. 'line too long' or 'wrong type: latency_ms'.")  # fmt: skip
+@click.option("--object", "object_prefix", help="Only raw objects whose key starts with this, "
+              "e.g. raw/sagemaker/ or one object's full key.")  # fmt: skip
+@click.option("--no-run", is_flag=True, help="Only replay; the next `inferwatch run` (or "
+              "scheduled run) builds, validates and publishes.")  # fmt: skip
+def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
+    """Re-judge quarantined lines with the current parser and adapters, after a fix.
+
+    The lines are re-read from their raw objects by line number (quarantined text is
+    PII-scrubbed; raw/ is not), so replay needs the raw object in the version that was
+    ingested: objects gone or rewritten since are skipped and named. Lines that now pass are
+    loaded exactly once and leave quarantine; mart_ingestion's counts move from quarantined to
+    loaded. Running it again adds nothing. Then the pipeline runs once (unless --no-run) and
+    rebuilds the days the new events fall on.
+    """
+    from inferwatch import pipeline
+    from inferwatch.orchestrate import current_lake
+    from inferwatch.runner import run_once
+
+    settings = _settings(lake, data_dir)
+    report = pipeline.replay_quarantine(
+        settings, current_lake(settings), "cli", reason=reason, object_prefix=object_prefix
+    )
+    click.echo(json.dumps(report, indent=1, default=str))
+    if report["objects_changed"] and not no_run:
+        state = run_once(settings)
+        click.echo(f"inferwatch_pipeline: {state}")
+        if state != "success":
+            sys.exit(1)
+
+
+@main.command()
+@lake_option
+@data_dir_option
+def compact(lake, data_dir):
+    """Merge bronze's small files into one file per partition, atomically.
+
+    Events go to bronze/events/day=YYYY-MM-DD/, quarantine and manifest rows to
+    .../month=YYYY-MM/. Rows are copied unchanged (batch ids included), so no mart figure
+    changes and a rewritten or replayed object still replaces its rows. Safe to interrupt:
+    the next compaction or pipeline run finishes or undoes the swap. Holds the pipeline lock.
+    """
+    from inferwatch import pipeline
+    from inferwatch.orchestrate import current_lake
+
+    settings = _settings(lake, data_dir)
+    click.echo(json.dumps(pipeline.compact(settings, current_lake(settings), "cli"), indent=1))
+
+
+@main.command()
+@lake_option
+@data_dir_option
+@click.option("--dry-run/--apply", default=True, show_default=True,
+              help="Only report what would go, or delete it.")  # fmt: skip
+@click.option("--bronze-days", type=int,
+              help="Keep bronze events of the last N UTC days "
+              "[env INFERWATCH_RETENTION_BRONZE_DAYS; default: forever].")  # fmt: skip
+@click.option("--quarantine-days", type=int,
+              help="Keep quarantine months that ended less than N days ago "
+              "[env INFERWATCH_RETENTION_QUARANTINE_DAYS; default: forever].")  # fmt: skip
+@click.option("--raw-days", type=int,
+              help="Raw objects first ingested more than N days ago may go "
+              "[env INFERWATCH_RETENTION_RAW_DAYS]; needs --delete-raw.")  # fmt: skip
+@click.option("--delete-raw", is_flag=True, default=None,
+              help="Allow deleting raw objects [env INFERWATCH_RETENTION_RAW_ENABLED=true]. "
+              "Off by default: raw/ belongs to the producers.")  # fmt: skip
+def retention(lake, data_dir, dry_run, bronze_days, quarantine_days, raw_days, delete_raw):
+    """Apply the retention policy to bronze, quarantine and (opt-in) raw; report what goes.
+
+    Bronze is compacted first and dropped by whole day (events) or month (quarantine)
+    partitions; the manifest is kept, so expired raw objects are never ingested again. Raw
+    objects go only if explicitly enabled, only when fully ingested in their listed version and
+    free of quarantined lines (a replay re-reads raw); mart_ingestion shows them as
+    `raw_expired`. Marts keep their figures for expired days until `inferwatch rebuild`.
+    A dry run sees only compacted partitions: run `inferwatch compact` first for a full preview.
+    """
+    import dataclasses
+
+    from inferwatch import pipeline
+    from inferwatch.maintain.retention import RetentionPolicy
+    from inferwatch.orchestrate import current_lake
+
+    settings = _settings(lake, data_dir)
+    overrides = {
+        "bronze_days": bronze_days, "quarantine_days": quarantine_days, "raw_days": raw_days,
+        "raw_enabled": delete_raw,
+    }  # fmt: skip
+    policy = dataclasses.replace(
+        RetentionPolicy.from_env(), **{k: v for k, v in overrides.items() if v is not None}
+    )
+    report = pipeline.retention(settings, current_lake(settings), "cli", policy, dry_run=dry_run)
+    click.echo(json.dumps(report, indent=1, default=str))
+
+
 @main.group()
 def superset() -> None:
     """Manage the local Superset (its own virtual environment, bound to 127.0.0.1)."""
@@ -120,7 +218,8 @@ def superset() -> None:
 @data_dir_option
 @click.option("--port", default=8088, show_default=True)
 def superset_start(data_dir, port):
-    """Prepare (first time) and start Superset; returns when /health answers."""
+    """Prepare (first time) and start Superset with its report workers (Redis, Celery worker
+    and beat); returns when /health answers and the workers are ready."""
     from inferwatch.secrets import ensure_secrets
     from inferwatch.serve import superset_server
 
@@ -132,14 +231,17 @@ def superset_start(data_dir, port):
         admin_password=secrets["SUPERSET_ADMIN_PASSWORD"],
         secret_key=secrets["SUPERSET_SECRET_KEY"],
     )
-    pid = superset_server.start(home, port=port)
-    click.echo(f"superset pid {pid} on http://127.0.0.1:{port}")
+    pid = superset_server.start(
+        home, port=port, reports=True, extra_env=superset_server.reports_env(settings)
+    )
+    workers = superset_server.report_workers.running(home)
+    click.echo(f"superset pid {pid} on http://127.0.0.1:{port}; reports: {workers}")
 
 
 @superset.command("stop")
 @data_dir_option
 def superset_stop(data_dir):
-    """Stop the Superset started from this data dir (by its pid file)."""
+    """Stop the Superset and its report workers started from this data dir (by pid files)."""
     from inferwatch.serve import superset_server
 
     settings = _settings(None, data_dir)
@@ -182,6 +284,41 @@ def airflow_stop(data_dir):
     click.echo(f"stopped: {airflow_services.stop(_settings(None, data_dir))}")
 
 
+@main.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit trail (mart_audit_log): collect new events, verify the chain."""
+
+
+@audit_group.command("collect")
+@data_dir_option
+def audit_collect(data_dir):
+    """Append new Superset, Airflow and pipeline-run events (what the `audit` task does)."""
+    from inferwatch.audit.collect import collect
+
+    click.echo(json.dumps(collect(_settings(None, data_dir)), default=str))
+
+
+@audit_group.command("verify")
+@data_dir_option
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Another copy to check, e.g. the published audit.duckdb [the ledger].",
+)
+def audit_verify(data_dir, path):
+    """Re-hash the chain; exit 1 naming the first edited, inserted or deleted row."""
+    from inferwatch.audit.collect import ledger_path, verify
+
+    path = Path(path) if path else ledger_path(_settings(None, data_dir))
+    if not path.exists():
+        raise click.ClickException(f"no audit ledger at {path}: run `inferwatch audit collect`")
+    outcome = verify(path)
+    click.echo(outcome.message())
+    if not outcome.ok:
+        sys.exit(1)
+
+
 @main.command()
 @data_dir_option
 def urls(data_dir):
@@ -203,6 +340,9 @@ def urls(data_dir):
         f"{demo}"
         f"Airflow   {settings.airflow_url}  ({user} / {password})\n"
         f"Published {settings.serving_path} and {settings.ops_path}\n"
+        f"Reports   {settings.superset_url}/report/list/  (superset/reports/*.yaml; to "
+        f"{', '.join(settings.report_emails) or 'nobody: set INFERWATCH_REPORT_EMAILS'} via "
+        f"{settings.smtp_host}:{settings.smtp_port})\n"
         f"Secrets   {settings.secrets_path} (owner-only)"
     )
 

@@ -13,6 +13,8 @@ DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 SUPERSET_ASSETS_DIR = PROJECT_ROOT / "superset"
 DAGS_DIR = PROJECT_ROOT / "dags"
+#: The alert rules shipped with the repository (README: Alerts).
+DEFAULT_ALERT_RULES = Path(__file__).resolve().parent / "alerts" / "rules.yml"
 
 
 def _default_data_dir() -> Path:
@@ -47,6 +49,15 @@ class Settings:
     #: inline JSON such as {"raw/sagemaker/": "sagemaker_capture"}. None: all of raw/ is
     #: contract v1.
     producers: str | None = None
+    # ---------- notifications (alerts and scheduled reports share the SMTP server)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "inferwatch@localhost"
+    alert_emails: tuple[str, ...] = ()
+    report_emails: tuple[str, ...] = ()
+    #: Slack-compatible incoming webhook; empty: no webhook delivery.
+    alert_webhook_url: str = ""
+    alert_rules_path: Path = DEFAULT_ALERT_RULES
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -69,6 +80,13 @@ class Settings:
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
             duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),
             producers=env.get("INFERWATCH_PRODUCERS") or None,
+            smtp_host=env.get("INFERWATCH_SMTP_HOST") or "127.0.0.1",
+            smtp_port=int(env.get("INFERWATCH_SMTP_PORT") or 25),
+            smtp_from=env.get("INFERWATCH_SMTP_FROM") or "inferwatch@localhost",
+            alert_emails=_address_list(env.get("INFERWATCH_ALERT_EMAILS")),
+            report_emails=_address_list(env.get("INFERWATCH_REPORT_EMAILS")),
+            alert_webhook_url=(env.get("INFERWATCH_ALERT_WEBHOOK_URL") or "").strip(),
+            alert_rules_path=Path(env.get("INFERWATCH_ALERT_RULES") or DEFAULT_ALERT_RULES),
         )
 
     # ---------- state paths (all under data_dir)
@@ -101,6 +119,11 @@ class Settings:
     def runs_dir(self) -> Path:
         """Per-run records (validation results, run outcome) that feed ops.duckdb."""
         return self.data_dir / "runs"
+
+
+def _address_list(value: str | None) -> tuple[str, ...]:
+    """``"a@x, b@y"`` → ``("a@x", "b@y")``; empty or unset → ``()``."""
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
 def read_secrets(path: Path) -> dict[str, str]:

@@ -5,6 +5,9 @@ Only this module (and ``dags/``) imports Airflow; everything it calls runs witho
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 from inferwatch.config import Settings
 from inferwatch.lake import Lake
 
@@ -28,8 +31,32 @@ def lake_storage_options(settings: Settings) -> dict:
     return options
 
 
+#: Airflow connection whose password is the HMAC key for user ids (when the environment gives
+#: none): the key then lives in Airflow's connection store, never in a file of this checkout.
+USER_HASH_CONN_ENV = "INFERWATCH_USER_HASH_CONN_ID"
+USER_HASH_CONN_ID = "inferwatch_user_hash"
+
+
+def user_hash_key_from_connection(conn_id: str) -> str | None:
+    """The password of Airflow connection ``conn_id``, or None when it does not exist."""
+    from airflow.sdk import BaseHook
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - "not found" has several types across Airflow versions
+        return None
+    return conn.password or None
+
+
 def current_settings() -> Settings:
-    return Settings.from_env()
+    """Settings from the environment; the user-hash key, when the environment gives none, from
+    the Airflow connection ``inferwatch_user_hash`` before the generated secrets file."""
+    settings = Settings.from_env()
+    if not os.environ.get("INFERWATCH_USER_HASH_KEY"):
+        key = user_hash_key_from_connection(os.environ.get(USER_HASH_CONN_ENV) or USER_HASH_CONN_ID)
+        if key:
+            settings = dataclasses.replace(settings, user_hash_key=key)
+    return settings
 
 
 def current_lake(settings: Settings) -> Lake:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 from inferwatch.config import Settings
 from inferwatch.lake import Lake, ObjectInfo
@@ -61,6 +62,51 @@ def pipeline_lock(
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+#: How long a publish waits for the scheduled reports being taken to finish (one is ~15-30 s).
+PUBLISH_LOCK_TIMEOUT_S = 600
+
+
+def publish_lock_path(settings: Settings) -> Path:
+    """The lock Superset's report worker holds *shared* while it takes a report."""
+    return settings.data_dir / "publish.lock"
+
+
+@contextmanager
+def publish_lock(
+    settings: Settings, holder: str, timeout_s: float = PUBLISH_LOCK_TIMEOUT_S
+) -> Iterator[None]:
+    """An exclusive lock on ``publish.lock`` around what changes what Superset reads: the swap
+    of the published files and the Superset refresh.
+
+    Superset's report worker takes the same lock shared for each report execution
+    (superset/superset_config.py), so a report is never taken while a build is swapped in or
+    the datasets are re-synced: it waits, then shows the new build. A report hung beyond
+    ``timeout_s`` does not hold publishing back: the swap goes ahead (it is atomic anyway)
+    with a warning.
+    """
+    path = publish_lock_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        deadline = time.monotonic() + timeout_s
+        locked = True
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    log.warning("reports still hold %s after %.0f s: %s goes ahead", path,
+                                timeout_s, holder)  # fmt: skip
+                    locked = False
+                    break
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def ensure_user_hash_key(settings: Settings) -> bytes:
@@ -112,7 +158,56 @@ def transform(settings: Settings, lake: Lake, *, full_refresh: bool = False) -> 
         log.info("bronze is empty: nothing to build")
         return {"skipped": True}
     with pipeline_lock(settings, "dbt build"):
+        # A compaction or retention killed mid-swap is finished or undone before dbt reads.
+        from inferwatch.maintain.journal import recover
+
+        recover(lake)
         return build(settings, lake, full_refresh=full_refresh).as_dict()
+
+
+def replay_quarantine(
+    settings: Settings,
+    lake: Lake,
+    run_id: str,
+    *,
+    reason: str | None = None,
+    object_prefix: str | None = None,
+) -> dict:
+    """Re-judge quarantined lines from their raw objects (inferwatch.maintain.replay); the next
+    transform rebuilds the days whose events this adds."""
+    from inferwatch.maintain.replay import replay
+
+    key = ensure_user_hash_key(settings)
+    batch_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-replay-" + _short(run_id)
+    with pipeline_lock(settings, f"replay {run_id}"):
+        report = replay(
+            lake, batch_id=batch_id, user_hash_key=key, work_dir=settings.data_dir / "tmp",
+            reason=reason, object_prefix=object_prefix, threads=settings.duckdb_threads,
+        )  # fmt: skip
+    return report.as_dict()
+
+
+def compact(settings: Settings, lake: Lake, run_id: str) -> dict:
+    """Merge bronze's small per-batch files into per-day/per-month partitions (no figure moves)."""
+    from inferwatch.maintain.compact import compact as compact_bronze
+
+    compaction_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + _short(run_id)
+    with pipeline_lock(settings, f"compact {run_id}"):
+        return compact_bronze(
+            lake, compaction_id=compaction_id, work_dir=settings.data_dir / "tmp"
+        ).as_dict()
+
+
+def retention(settings: Settings, lake: Lake, run_id: str, policy, *, dry_run: bool) -> dict:
+    """Delete bronze, quarantine (and, if enabled, raw) older than ``policy``; report it."""
+    from inferwatch.maintain.retention import apply_retention
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + _short(run_id)
+    with pipeline_lock(settings, f"retention {run_id}"):
+        return apply_retention(
+            lake, policy, run_id=stamp, work_dir=settings.data_dir / "tmp",
+            dry_run=dry_run,
+        ).as_dict()  # fmt: skip
 
 
 def validate(settings: Settings, run_id: str) -> dict:
@@ -144,7 +239,7 @@ def publish(
 
     passed = bool(validation.get("passed_gate"))
     message = validation.get("summary") or ""
-    with pipeline_lock(settings, f"publish {run_id}"):
+    with pipeline_lock(settings, f"publish {run_id}"), publish_lock(settings, f"publish {run_id}"):
         if passed and settings.warehouse_path.exists():
             publish_serving(settings)
         record_run(
@@ -171,7 +266,46 @@ def publish(
 def refresh_superset(settings: Settings) -> bool:
     from inferwatch.serve.superset_sync import refresh
 
-    return refresh(settings)
+    with publish_lock(settings, "refresh superset"):  # no report during the re-sync
+        return refresh(settings)
+
+
+def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict:
+    """Isolation-forest scores of a sample of each touched day's inputs, then the anomaly mart."""
+    from inferwatch.anomaly.score import score_days
+    from inferwatch.transform import TransformError, run_dbt
+
+    if not settings.warehouse_path.exists():
+        return {"skipped": True, "files": 0}
+    with pipeline_lock(settings, "score anomalies"):
+        summary = score_days(lake, settings.warehouse_path, ingest_report.get("days") or [])
+        if summary["files"]:
+            outcome = run_dbt(settings, lake, "build", "--select", "stg_lake__anomaly_scores+")
+            if not outcome.success:
+                raise TransformError("dbt build of the anomaly marts failed: "
+                                     + "; ".join(outcome.failures))  # fmt: skip
+    return {"files": summary["files"]}
+
+
+def alert(settings: Settings, run_id: str) -> dict:
+    """Evaluate the alert rules on the published marts, deliver what is new, log it in ops."""
+    from inferwatch.alerts.step import evaluate_and_deliver
+    from inferwatch.publish import publish_ops
+
+    with pipeline_lock(settings, f"alert {run_id}"):
+        outcome = evaluate_and_deliver(settings, run_id)
+        if outcome["new"]:
+            with publish_lock(settings, f"alert {run_id}"):
+                publish_ops(settings)  # the alert log is part of ops.duckdb
+    return outcome
+
+
+def audit(settings: Settings) -> dict:
+    """Append the new audit events (Superset, Airflow, run outcomes) to the hash-chained
+    ``mart_audit_log`` and publish ``audit.duckdb`` (see :mod:`inferwatch.audit`)."""
+    from inferwatch.audit.collect import collect
+
+    return collect(settings)
 
 
 def _short(run_id: str) -> str:

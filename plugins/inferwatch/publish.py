@@ -31,6 +31,16 @@ DATA_QUALITY_COLUMNS = (
     "severity varchar", "expectation varchar", '"column" varchar', "success boolean",
     "observed_value varchar", "threshold varchar", "details json", "validated_at timestamp",
 )  # fmt: skip
+#: The alert log (inferwatch.alerts): one row per alert the rules raised, with how it was
+#: delivered. Kept as immutable Parquet files under ``INFERWATCH_DATA_DIR/alerts/log``.
+ALERT_LOG_COLUMNS = (
+    "alert_id varchar", "dedupe_key varchar", "rule varchar", "severity varchar",
+    "model varchar", "model_version varchar", "metric varchar", "period_start timestamp",
+    "period_grain varchar", "value double", "threshold double", "baseline_kind varchar",
+    "baseline_value double", "baseline_spread double", "z_score double", "message varchar",
+    "dashboard_url varchar", "details varchar", "status varchar", "channels varchar",
+    "run_id varchar", "evaluated_at timestamp",
+)  # fmt: skip
 #: Everything else named like a fact or mart is what the dashboards read, replaced only by a
 #: build that passed the gate: a new mart is published without touching this module.
 SERVING_PREFIXES = ("fct_", "mart_")
@@ -152,10 +162,20 @@ def publish_ops(settings: Settings) -> Path:
         con.register("validation_results", results)
         con.execute("insert into mart_data_quality by name select * from validation_results")
         con.unregister("validation_results")
+        _copy_alert_log(con, settings.data_dir / "alerts" / "log")
 
     _swap_in(settings.ops_path, fill)
     log.info("published %s", settings.ops_path)
     return settings.ops_path
+
+
+def _copy_alert_log(con: duckdb.DuckDBPyConnection, log_dir: Path) -> None:
+    """The alert log as table ``alerts`` (empty, with its columns, before the first alert)."""
+    con.execute(f"create table alerts ({', '.join(ALERT_LOG_COLUMNS)})")
+    if any(log_dir.glob("*.parquet")):
+        pattern = str(log_dir / "*.parquet").replace("'", "''")
+        con.execute(f"insert into alerts by name select * from read_parquet('{pattern}', "
+                    "union_by_name = true)")  # fmt: skip
 
 
 def _as_text(value) -> str | None:

@@ -9,11 +9,15 @@ from pathlib import Path
 from inferwatch.config import read_secrets
 
 #: name → generator. Existing values are never replaced (rotating the user-hash key changes
-#: every user_hash, so distinct-user counts across the rotation would double count).
+#: every user_hash, so distinct-user counts across the rotation would double count). The demo
+#: users' passwords (superset_access.DEMO_USERS) are generated here too, so that set-up writes
+#: every secret at once; the Superset sync reads them from this file.
 GENERATED = {
     "INFERWATCH_USER_HASH_KEY": lambda: secrets.token_hex(32),
     "SUPERSET_SECRET_KEY": lambda: secrets.token_urlsafe(48),
     "SUPERSET_ADMIN_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "SUPERSET_ANALYST_PASSWORD": lambda: secrets.token_urlsafe(12),
+    "SUPERSET_STAKEHOLDER_PASSWORD": lambda: secrets.token_urlsafe(12),
 }
 
 

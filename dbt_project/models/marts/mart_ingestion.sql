@@ -1,5 +1,5 @@
 -- One row per raw object: every line read is loaded, quarantined, blank or merged (an adapter
--- folded it into another line's event).
+-- folded it into another line's event), and a status that says what, if anything, went wrong.
 with objects as (
 
     select * from {{ ref('stg_bronze__objects') }}
@@ -12,6 +12,33 @@ owned_events as (
         object_key,
         count(*) as events_owned
     from {{ ref('fct_inferences') }}
+    group by object_key
+
+),
+
+lake_state as (
+
+    select * from {{ ref('stg_bronze__lake_state') }}
+
+),
+
+quarantine_reasons as (
+
+    select
+        object_key,
+        reason,
+        count(*) as lines
+    from {{ ref('stg_quarantine') }}
+    group by object_key, reason
+
+),
+
+top_reasons as (
+
+    select
+        object_key,
+        arg_max(reason, lines) as top_reason
+    from quarantine_reasons
     group by object_key
 
 ),
@@ -33,15 +60,45 @@ reconciled as (
         + objects.lines_merged
             as reconciles,
         objects.truncated,
+        not coalesce(lake_state.missing_from_lake or expired.object_key is not null, false)
+            as raw_present,
+        objects.replayed,
+        -- the first that applies: the raw object's fate, then what reading it showed
         case
+            when expired.object_key is not null then 'raw_expired'
+            when lake_state.missing_from_lake then 'missing_from_lake'
             when objects.truncated then 'truncated'
+            when objects.lines_read = 0 then 'empty'
+            when objects.lines_loaded = 0 and objects.lines_quarantined > 0 then 'all_quarantined'
             when objects.lines_quarantined > 0 then 'loaded_with_quarantine'
             else 'loaded'
         end as status,
+        case
+            when expired.object_key is not null
+                then 'raw object deleted by the retention policy; its bronze rows are kept'
+            when lake_state.missing_from_lake
+                then 'raw object gone from the lake since '
+                    || strftime(lake_state.missing_since, '%Y-%m-%d %H:%M')
+                    || ' UTC; its bronze rows are kept and it is not re-ingested'
+            when objects.truncated
+                then 'gzip stream cut or corrupt after line ' || objects.lines_read
+                    || '; the rest was never readable'
+            when objects.object_size = 0 then 'object is 0 bytes'
+            when objects.lines_read = 0 then 'object holds no lines'
+            when objects.lines_quarantined > 0
+                then objects.lines_quarantined || ' lines quarantined, mostly: '
+                    || coalesce(top_reasons.top_reason, 'unknown')
+        end as status_reason,
         objects.batch_id,
         objects.ingested_at
     from objects
     left join owned_events on objects.object_key = owned_events.object_key
+    left join lake_state on objects.object_key = lake_state.object_key
+    -- expired after its current version was ingested (a re-uploaded object is live again)
+    left join lake_state as expired
+        on objects.object_key = expired.object_key
+            and objects.ingested_at < expired.expired_at
+    left join top_reasons on objects.object_key = top_reasons.object_key
 
 )
 

@@ -1,11 +1,8 @@
--- The current version of every ingested raw object: the newest manifest row per key.
+-- The current version of every ingested raw object: the newest manifest row per key (an
+-- ingest, or a quarantine replay that updated its counts).
 with manifest as (
 
-    select * from {{ source('bronze', 'manifest') }}
-    -- manifests written before adapters existed have no lines_merged column: it reads as null
-    union all by name
-    select null::bigint as lines_merged
-    where false
+    select * from {{ ref('stg_bronze__manifest') }}
 
 ),
 
@@ -24,6 +21,7 @@ select
     ---------- ids
     object_key,
     batch_id,
+    base_batch_id,
     chunk,
     object_version,
     ---------- numerics
@@ -32,9 +30,10 @@ select
     lines_loaded,
     lines_quarantined,
     lines_blank,
-    coalesce(lines_merged, 0) as lines_merged,
+    lines_merged,
     ---------- flags and times
     truncated,
+    batch_id <> base_batch_id as replayed,
     ingested_at
 from ranked
 where version_rank = 1

@@ -11,7 +11,7 @@ current_objects as (
     select
         object_key,
         batch_id
-    from {{ ref('stg_bronze__objects') }}
+    from {{ ref('stg_bronze__object_batches') }}
 
 )
 

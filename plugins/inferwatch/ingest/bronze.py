@@ -107,7 +107,11 @@ def ingest(
     planned = list(chunks(objects))
     with ThreadPoolExecutor(max_workers=4) as pool:
         for number, chunk in enumerate(planned):
-            decoded = list(pool.map(lambda o: decompress(o.key, lake.read_bytes(o.key)), chunk))
+            fetched = list(pool.map(lambda o: _fetch(lake, o), chunk))
+            chunk = [o for o, d in zip(chunk, fetched, strict=True) if d is not None]
+            decoded = [d for d in fetched if d is not None]
+            if not chunk:
+                continue
             _ingest_chunk(
                 lake, chunk, decoded, report,
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
@@ -121,6 +125,16 @@ def ingest(
                 )
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _fetch(lake: Lake, obj: ObjectInfo) -> Decoded | None:
+    """The object's lines; None when it was deleted after it was listed (a producer's cleanup
+    racing the run): it never reaches the manifest, and the next listing no longer has it."""
+    try:
+        return decompress(obj.key, lake.read_bytes(obj.key))
+    except FileNotFoundError:
+        log.warning("%s: deleted after it was listed; skipped", obj.key)
+        return None
 
 
 def _ingest_chunk(
@@ -139,12 +153,7 @@ def _ingest_chunk(
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
-        con.register("raw_lines", lines_table(decoded))
-        # Other producers' records become contract lines first (one parse path for all).
-        adapted = prepare_lines(con, [d.key for d in decoded], producers)
-        parse(con)
-        settle(con, adapted)
-        _register_user_hashes(con, user_hash_key)
+        parse_lines(con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key)
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
 
@@ -209,6 +218,23 @@ def _ingest_chunk(
     report.days.update(day for (day,) in days)
 
 
+def parse_lines(
+    con: duckdb.DuckDBPyConnection,
+    raw_lines: pa.Table,
+    keys: list[str],
+    producers: ProducerMap | None,
+    user_hash_key: bytes,
+) -> None:
+    """Numbered raw lines → the temp table ``parsed`` (+ ``user_hashes``); ingest and replay
+    share it so that a replayed line is judged exactly as a new one would be."""
+    con.register("raw_lines", raw_lines)
+    # Other producers' records become contract lines first (one parse path for all).
+    adapted = prepare_lines(con, keys, producers)
+    parse(con)
+    settle(con, adapted)
+    _register_user_hashes(con, user_hash_key)
+
+
 def _register_user_hashes(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """HMAC each distinct user id once (far fewer than events), then join it back in SQL."""
     distinct = [
@@ -251,6 +277,7 @@ def _manifest_rows(
                 "lines_merged": merged,
                 "truncated": dec.truncated,
                 "ingested_at": ingested_at,
+                "base_batch_id": None,
             }
         )
     return rows

@@ -13,6 +13,7 @@ import logging
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from inferwatch.ingest.missing import record_missing
 from inferwatch.lake import Lake, ObjectInfo, is_raw_log
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ MANIFEST_SCHEMA = pa.schema(
         ("lines_merged", pa.int64()),
         ("truncated", pa.bool_()),
         ("ingested_at", pa.timestamp("us")),
+        # Set by a quarantine replay (inferwatch.maintain.replay): the ingest batch whose rows
+        # this row extends. Null for an ingest. An object's current rows are those of its
+        # newest ingest batch plus the replays based on it.
+        ("base_batch_id", pa.string()),
     ]
 )
 
@@ -68,12 +73,35 @@ def current_versions(manifest: pa.Table) -> dict[str, tuple[int, str]]:
 
 
 def discover(lake: Lake) -> list[ObjectInfo]:
-    """Raw objects that are new or were rewritten since they were ingested."""
+    """Raw objects that are new or were rewritten since they were ingested.
+
+    Ingested objects that are no longer listed are recorded (``ingest.missing``), not an error.
+    """
     seen = current_versions(read_manifest(lake))
-    new = [
-        obj
-        for obj in lake.list(RAW_PREFIX)
-        if is_raw_log(obj.key) and seen.get(obj.key) != (obj.size, obj.version)
-    ]
-    log.info("discovered %d new or changed raw objects (%d already ingested)", len(new), len(seen))
+    listed = [obj for obj in lake.list(RAW_PREFIX) if is_raw_log(obj.key)]
+    new = [obj for obj in listed if seen.get(obj.key) != (obj.size, obj.version)]
+    missing = record_missing(lake, seen, {obj.key for obj in listed})
+    log.info(
+        "discovered %d new or changed raw objects (%d already ingested, %d gone from the lake)",
+        len(new), len(seen), len(missing),
+    )  # fmt: skip
     return new
+
+
+def current_rows(manifest: pa.Table) -> dict[str, dict]:
+    """object_key → its newest manifest row (an ingest, or a replay that updated its counts)."""
+    rows = sorted(manifest.to_pylist(), key=lambda r: (r["ingested_at"], r["batch_id"]))
+    return {row["object_key"]: row for row in rows}
+
+
+def live_batches(manifest: pa.Table) -> set[tuple[str, str]]:
+    """(object_key, batch_id) pairs whose bronze rows are current (stg_bronze__object_batches):
+    the newest ingest batch of each object and the replays based on it."""
+    current = {
+        key: row["base_batch_id"] or row["batch_id"] for key, row in current_rows(manifest).items()
+    }
+    return {
+        (row["object_key"], row["batch_id"])
+        for row in manifest.to_pylist()
+        if current.get(row["object_key"]) == (row["base_batch_id"] or row["batch_id"])
+    }

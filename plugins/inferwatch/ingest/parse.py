@@ -8,6 +8,8 @@ paths, so each line is parsed once, by DuckDB's C++ JSON reader.
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 
 from inferwatch.ingest.pii import (
@@ -19,6 +21,17 @@ from inferwatch.ingest.pii import (
 )
 
 SCHEMA_VERSION = 1
+
+#: Lines longer than this (bytes, before decoding) are quarantined unread: a runaway producer
+#: writing one giant line must not cost a JSON parse and a regex scrub of megabytes per line.
+#: ``INFERWATCH_MAX_LINE_BYTES`` overrides it, read at each parse (a raised cap plus
+#: ``inferwatch replay-quarantine`` loads the lines it quarantined).
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+def _configured_cap() -> int:
+    return int(os.environ.get("INFERWATCH_MAX_LINE_BYTES") or DEFAULT_MAX_LINE_BYTES)
+
 
 #: Contract fields, in the order of the ``f`` list below (1-based in SQL).
 FIELDS = [
@@ -71,8 +84,9 @@ def _scrub_object(expr: str) -> str:
         end"""
 
 
-def _reason() -> str:
+def _reason(cap: int) -> str:
     checks = [
+        (f"line too long (over {cap} bytes)", "too_long"),
         ("line is not valid UTF-8", "txt is null"),
         ("invalid JSON", "not json_valid(txt)"),
         ("not a JSON object", "json_type(txt) <> 'OBJECT'"),
@@ -107,10 +121,11 @@ def _reason() -> str:
     return f"case {whens} end"
 
 
-def parse_sql(source: str = "lines") -> str:
+def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
     paths = ", ".join(sql_literal(f"$.{name}") for name in FIELDS)
     known = ", ".join(sql_literal(name) for name in FIELDS)
     ts = F["timestamp"]
+    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
     # Unknown fields are kept as JSON (scrubbed like the rest), never a reason to reject.
     unknown = (
         "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
@@ -123,13 +138,21 @@ def parse_sql(source: str = "lines") -> str:
     )
     return f"""
 create or replace temp table parsed as
-with decoded as (
-    select object_key::VARCHAR as object_key, line_number,
-           rtrim(try(decode(line)), chr(13) || chr(10)) as txt
+with sized as (
+    select object_key::VARCHAR as object_key, line_number, line,
+           octet_length(line) > {cap} as too_long
     from {source}
 ),
+decoded as (
+    select object_key, line_number, too_long, line,
+           case when not too_long then rtrim(try(decode(line)), chr(13) || chr(10)) end as txt
+    from sized
+),
 classified as (
-    select *, coalesce(regexp_full_match(txt, '\\s*'), false) as is_blank
+    select * exclude (line),
+        -- a line with no text (too long, not UTF-8) is identified by the hash of its bytes
+        case when txt is null then sha256(line) end as bytes_sha256,
+        coalesce(regexp_full_match(txt, '\\s*'), false) as is_blank
     from decoded
 ),
 extracted as (
@@ -153,7 +176,7 @@ timed as (
     from extracted
 ),
 judged as (
-    select *, case when is_blank then null else {_reason()} end as reason
+    select *, case when is_blank then null else {_reason(cap)} end as reason
     from timed
 )
 select
@@ -197,14 +220,18 @@ select
     {F["usage"]} as usage,
     coalesce(try_cast({F["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
     case when f is not null then nullif({extra}, '{{}}') end as extra,
-    -- quarantine keeps only scrubbed text (DESIGN.md: governance)
-    case when reason is not null then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
-    case when reason is not null then sha256(coalesce(txt, '')) end as raw_sha256
+    -- quarantine keeps only scrubbed text (DESIGN.md: governance); an over-long line only
+    -- its hash (scrubbing megabytes per line cannot be trusted to be cheap or complete)
+    case when reason is not null and not too_long
+         then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
+    case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256
 from judged
 """  # noqa: E501
 
 
-def parse(con: duckdb.DuckDBPyConnection, source: str = "lines") -> None:
+def parse(
+    con: duckdb.DuckDBPyConnection, source: str = "lines", max_line_bytes: int | None = None
+) -> None:
     """Create the temp table ``parsed`` from the relation ``source``."""
     con.execute("set TimeZone = 'UTC'")
-    con.execute(parse_sql(source))
+    con.execute(parse_sql(source, max_line_bytes))

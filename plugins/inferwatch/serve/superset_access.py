@@ -39,6 +39,10 @@ DEMO_USERS = {
 }
 #: The serving database by its name in superset/databases/ (the analyst's SQL Lab database).
 SERVING_DATABASE = "InferWatch serving"
+#: Dashboards (by slug) only the Admin role may open: the audit trail. Their datasets live on a
+#: database no other role is granted (superset/databases/inferwatch_audit.yaml).
+ADMIN_ONLY_DASHBOARD_SLUGS = frozenset({"audit"})
+ADMIN = "Admin"
 
 #: Viewing dashboards and nothing else (Superset's PUBLIC_ROLE_PERMISSIONS, less annotations
 #: and embedding, plus the user's own profile). No "Dataset", "Database", "SQLLab", "Query"
@@ -212,6 +216,7 @@ def sync_access(
     secrets_path: Path,
     dashboard_ids: list[int],
     serving_database_id: int,
+    admin_only_dashboard_ids: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """Create or update the roles, the demo users and each dashboard's roles.
 
@@ -254,8 +259,13 @@ def sync_access(
         if what != "unchanged":
             changed.append(f"user {username} {what}")
 
-    dashboard_roles = sorted([analyst, stakeholder])
     for dashboard_id in dashboard_ids:
+        # DASHBOARD_RBAC: an admin-only dashboard lists Admin alone (never empty: a dashboard
+        # with no role falls back to datasource access)
+        if dashboard_id in admin_only_dashboard_ids:
+            dashboard_roles = [roles[ADMIN]]
+        else:
+            dashboard_roles = sorted([analyst, stakeholder])
         current = client.request("GET", f"/api/v1/dashboard/{dashboard_id}")["result"]
         if sorted(role["id"] for role in current.get("roles") or []) != dashboard_roles:
             client.request(

@@ -7,7 +7,9 @@ goes through subprocesses of the Superset venv (``PROJECT_ROOT/.venv/superset`` 
 - ``superset.db``: the SQLite metadata DB (unless ``SUPERSET_METADATA_URI`` names another);
 - ``secret_key`` (mode 600): the ``SECRET_KEY`` fixed at :func:`prepare`, read by :func:`start`;
 - ``prepared.json``: what :func:`prepare` did, so that a second call costs nothing;
-- ``superset.pid``, ``superset.url``, ``superset.log``: the running gunicorn.
+- ``superset.pid``, ``superset.url``, ``superset.log``: the running gunicorn;
+- ``reports/``: Redis, the Celery worker and beat of Alerts & Reports
+  (:mod:`inferwatch.serve.report_workers`), started and stopped together with gunicorn.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pathlib import Path
 
 import requests
 
-from inferwatch.config import PROJECT_ROOT, SUPERSET_ASSETS_DIR
+from inferwatch.config import PROJECT_ROOT, SUPERSET_ASSETS_DIR, Settings
+from inferwatch.serve import report_workers
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,9 @@ def _read_secret_key(home: Path) -> str:
         raise RuntimeError(f"{home} is not a prepared Superset home: run prepare() first") from None
 
 
-def _superset_env(home: Path, secret_key: str) -> dict[str, str]:
+def _superset_env(
+    home: Path, secret_key: str, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -120,7 +125,9 @@ def _superset_env(home: Path, secret_key: str) -> dict[str, str]:
         SUPERSET_SECRET_KEY=secret_key,
         FLASK_APP="superset.app:create_app()",
         PYTHONUNBUFFERED="1",
+        SUPERSET_REDIS_URL=report_workers.redis_url(home),
     )
+    env.update(extra or {})
     return env
 
 
@@ -259,11 +266,35 @@ def running_url(home: Path) -> str | None:
     return None
 
 
-def start(home: Path, port: int = 8088, host: str = "127.0.0.1", timeout: float = 180.0) -> int:
+def reports_env(settings: Settings) -> dict[str, str]:
+    """What the report worker needs from InferWatch's settings: SMTP and the publish lock."""
+    from inferwatch.pipeline import publish_lock_path
+
+    return {
+        "INFERWATCH_SMTP_HOST": settings.smtp_host,
+        "INFERWATCH_SMTP_PORT": str(settings.smtp_port),
+        "INFERWATCH_SMTP_FROM": settings.smtp_from,
+        "INFERWATCH_PUBLISH_LOCK": str(publish_lock_path(settings)),
+        "SUPERSET_PUBLIC_URL": settings.superset_url.rstrip("/") + "/",
+    }
+
+
+def start(
+    home: Path,
+    port: int = 8088,
+    host: str = "127.0.0.1",
+    timeout: float = 180.0,
+    *,
+    reports: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> int:
     """Start gunicorn serving Superset from a prepared ``home``; return its pid once healthy.
 
-    If this home's Superset already runs and answers, it is reused (whatever its port). The
-    server runs in its own session: it outlives the caller until :func:`stop`.
+    With ``reports`` (what ``inferwatch superset start`` asks for), Redis, the Celery worker and
+    beat of Alerts & Reports start too (:func:`start_reports`). ``extra_env`` (e.g.
+    :func:`reports_env`) is added to the environment of every process. If this home's Superset
+    already runs and answers, it is reused (whatever its port). The servers run in their own
+    sessions: they outlive the caller until :func:`stop`.
     """
     home = Path(home).resolve()
     pid = _running_pid(home)
@@ -271,13 +302,15 @@ def start(home: Path, port: int = 8088, host: str = "127.0.0.1", timeout: float 
         url = running_url(home)
         if url and is_healthy(url):
             log.info("reusing Superset pid %s at %s", pid, url)
+            if reports:
+                start_reports(home, url, extra_env)
             return pid
         stop(home)  # alive but not answering: replace it
 
     url = f"http://{host}:{port}"
     if is_healthy(url):
         raise RuntimeError(f"another Superset already answers at {url}")
-    env = _superset_env(home, _read_secret_key(home))
+    env = _superset_env(home, _read_secret_key(home), extra_env)
     command = [
         str(_bin("gunicorn")),
         "--bind", f"{host}:{port}",
@@ -323,15 +356,33 @@ def start(home: Path, port: int = 8088, host: str = "127.0.0.1", timeout: float 
                 url,
                 time.monotonic() - started,
             )
+            if reports:
+                start_reports(home, url, extra_env)
             return proc.pid
         time.sleep(0.5)
     stop(home)
     raise TimeoutError(f"Superset did not answer {url}/health within {timeout:.0f} s")
 
 
-def stop(home: Path, timeout: float = 30.0) -> bool:
-    """Stop the Superset started from ``home`` by the pid in its pid file; True if one ran."""
+def start_reports(home: Path, url: str, extra_env: dict[str, str] | None = None) -> dict[str, int]:
+    """Start Redis, the Celery worker and beat for the Superset at ``url`` (reusing running
+    ones); ``{component: pid}``. The worker's Chromium opens ``url`` (WEBDRIVER_BASEURL)."""
     home = Path(home).resolve()
+    env = _superset_env(
+        home,
+        _read_secret_key(home),
+        {"SUPERSET_WEBDRIVER_BASEURL": url.rstrip("/") + "/", **(extra_env or {})},
+    )
+    pids = report_workers.start(home, env, celery=_bin("celery"))
+    log.info("Superset reports running: %s", pids)
+    return pids
+
+
+def stop(home: Path, timeout: float = 30.0) -> bool:
+    """Stop the Superset started from ``home`` by the pid in its pid file, and its report
+    workers (beat, worker, Redis) by theirs; True if gunicorn ran."""
+    home = Path(home).resolve()
+    report_workers.stop(home, timeout=timeout)
     pid = _running_pid(home)
     if pid is None:
         _forget(home, None)

@@ -16,11 +16,15 @@ Each asset type goes through its own import endpoint with ``overwrite=true`` (a 
 import overwrites only the dashboard, not its charts or dataset), in dependency order, so a
 re-sync updates everything in place: objects are matched by UUID, never duplicated.
 
-Then the access model (DESIGN.md: governance), also idempotent: roles ``Analyst`` (every
+Then the report schedules (superset/reports/*.yaml, see
+:mod:`inferwatch.serve.superset_reports`) and the access model (DESIGN.md: governance), also
+idempotent: roles ``Analyst`` (every
 dashboard, Explore, SQL Lab on the serving database only) and ``Stakeholder`` (view dashboards
 only: no SQL Lab, no dataset or database API), each dashboard opened to both roles through
 ``DASHBOARD_RBAC`` (which lets a role read the charts of a dashboard it may see, and nothing
-else of their data), and one demo user per role whose password is generated into the
+else of their data) — except the audit trail (``ADMIN_ONLY_DASHBOARD_SLUGS``), which lists
+the Admin role alone, on the ``InferWatch audit`` database no role is granted — and one demo
+user per role whose password is generated into the
 owner-only secrets file at the first sync and never leaves it.
 
 Runs in the pipeline's environment: PyYAML, requests and zipfile only.
@@ -43,12 +47,15 @@ import requests
 import yaml
 
 from inferwatch.config import SUPERSET_ASSETS_DIR, Settings, read_secrets
-from inferwatch.serve.superset_access import sync_access
+from inferwatch.serve.superset_access import ADMIN_ONLY_DASHBOARD_SLUGS, sync_access
+from inferwatch.serve.superset_reports import sync_reports
 
 log = logging.getLogger(__name__)
 
 SERVING_PATH_PLACEHOLDER = "${SERVING_PATH}"
 OPS_PATH_PLACEHOLDER = "${OPS_PATH}"
+#: The published audit trail (inferwatch.audit), beside serving.duckdb; Admin only.
+AUDIT_PATH_PLACEHOLDER = "${AUDIT_PATH}"
 LINKS_FILE = "links.yaml"
 #: placeholder in dataset YAML → (key in links.yaml, environment variable overriding it)
 LINK_PLACEHOLDERS = {
@@ -131,6 +138,7 @@ def render_assets(
         OPS_PATH_PLACEHOLDER: Path(
             ops_path or Path(serving_path).with_name("ops.duckdb")
         ).resolve(),
+        AUDIT_PATH_PLACEHOLDER: Path(serving_path).with_name("audit.duckdb").resolve(),
     }
     for path in paths.values():
         if any(char in str(path) for char in "?#%"):
@@ -257,6 +265,7 @@ def _sync(
         log.warning(
             "%s does not exist yet: charts fail until it is published", settings.serving_path
         )
+    _ensure_audit_file(settings.serving_path.with_name("audit.duckdb"))
     rendered = render_assets(
         load_assets(assets_dir),
         settings.serving_path,
@@ -281,14 +290,24 @@ def _sync(
         for name, config in load_assets(assets_dir).items()
         if name.startswith("databases/") and SERVING_PATH_PLACEHOLDER in config["sqlalchemy_uri"]
     )
+    admin_only = frozenset(
+        result["dashboard"][config["uuid"]]
+        for name, config in rendered.items()
+        if name.startswith("dashboards/") and config.get("slug") in ADMIN_ONLY_DASHBOARD_SLUGS
+    )
     access = sync_access(
         client,
         settings.secrets_path,
         dashboard_ids=sorted(result["dashboard"].values()),
         serving_database_id=result["database"][serving_db],
+        admin_only_dashboard_ids=admin_only,
     )
     result["role"] = access["roles"]
     result["user"] = access["users"]
+    # scheduled dashboard e-mails (superset/reports/*.yaml), recipients from the configuration
+    reports_dir = assets_dir / "reports"
+    reports = sync_reports(client, result["dashboard"], settings.report_emails, reports_dir)
+    result["report"] = reports["report"]
     log.info(
         "Superset sync to %s: %s in %.1f s",
         client.url,
@@ -296,6 +315,15 @@ def _sync(
         time.monotonic() - started,
     )
     return result
+
+
+def _ensure_audit_file(path: Path) -> None:
+    """The audit database's file must exist for Superset to open it (and refresh its dataset)
+    before the first audit task has run: an empty ledger table then."""
+    if not path.exists():
+        from inferwatch.audit.ledger import create_empty
+
+        create_empty(path)
 
 
 def refresh(

@@ -1,0 +1,214 @@
+"""Evaluate the alert rules on the published marts (serving.duckdb): one ``Alert`` per rule,
+model (version) and hour (or day, for drift and input anomalies) over its threshold."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+import duckdb
+
+from inferwatch.alerts import baselines
+from inferwatch.alerts.rules import Rules
+
+#: rule → its metric in mart_anomalies_hourly (usage alerts both ways, error rate and latency
+#: upwards, confidence downwards).
+HOURLY_RULES = {
+    "usage": "requests",
+    "error_rate": "error_rate",
+    "confidence_drop": "confidence_mean",
+    "latency_p95": "latency_p95_ms",
+}
+
+
+@dataclass
+class Alert:
+    rule: str
+    model: str | None
+    model_version: str | None
+    metric: str
+    period_start: datetime
+    period_grain: str  # hour, day or run
+    value: float | None
+    threshold: float | None
+    baseline_kind: str
+    baseline_value: float | None = None
+    baseline_spread: float | None = None
+    z_score: float | None = None
+    message: str = ""
+    severity: str = "warning"
+    details: dict = field(default_factory=dict)
+    #: About the present (stale data, a failed run), not a past period: never "too old to send".
+    current: bool = False
+
+    @property
+    def dedupe_key(self) -> str:
+        """The same alert for the same period is logged and sent once, whatever the run."""
+        return "|".join([self.rule, self.model or "", self.model_version or "",
+                         self.period_start.isoformat()])  # fmt: skip
+
+    @property
+    def alert_id(self) -> str:
+        return hashlib.sha256(self.dedupe_key.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "dedupe_key": self.dedupe_key, "alert_id": self.alert_id}
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params=()) -> list[dict]:
+    cursor = con.execute(sql, list(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+
+
+def hourly_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """Usage, error rate, confidence and latency: every complete hour of mart_anomalies_hourly."""
+    alerts: list[Alert] = []
+    rows = _rows(con, "select * from mart_anomalies_hourly where not is_latest_hour "
+                      "order by model, model_version, metric, hour")  # fmt: skip
+    metric_rules = {metric: rule for rule, metric in HOURLY_RULES.items()}
+    for row in rows:
+        rule = metric_rules[row["metric"]]
+        params = rules.rule(rule, row["model"])
+        if params is None:
+            continue
+        alert = _check_hour(rule, params, row)
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
+
+
+def _check_hour(rule: str, params: dict, row: dict) -> Alert | None:
+    value, size = row["metric_value"], row["sample_size"]
+    if rule == "latency_p95":
+        if size < params.get("min_requests", 0) or value <= params["limit_ms"]:
+            return None
+        text = f"p95 latency {value:.0f} ms over the limit of {params['limit_ms']} ms"
+        return _hour_alert(rule, row, params["limit_ms"], None, "fixed_limit", text)
+    if size < params.get("min_requests", 0):
+        return None
+    baseline = baselines.choose(row, params["min_history_days"])
+    if baseline is None:
+        return None
+    z = baseline.z(value)
+    margin = value - baseline.center
+    if rule == "usage":
+        fired = abs(z) > params["z"] and abs(margin) >= params.get("min_change", 0)
+        what = "spike" if z > 0 else "collapse"
+        text = f"usage {what}: {value:.0f} requests in the hour vs {baseline.center:.1f} expected"
+    elif rule == "error_rate":
+        fired = z > params["z"] and margin >= params.get("min_increase", 0)
+        text = f"error rate {value:.1%} vs {baseline.center:.1%} expected"
+    else:  # confidence_drop
+        fired = z < -params["z"] and -margin >= params.get("min_drop", 0)
+        text = f"mean confidence {value:.3f} vs {baseline.center:.3f} expected"
+    if not fired:
+        return None
+    # the value the hour had to cross: z standard deviations above (or below) the baseline
+    threshold = baseline.center + (params["z"] if z > 0 else -params["z"]) * baseline.spread
+    return _hour_alert(rule, row, threshold, baseline, baseline.kind,
+                       f"{text} (z = {z:+.1f}, {baseline.kind})", z)  # fmt: skip
+
+
+def _hour_alert(rule, row, threshold, baseline, kind, message, z=None) -> Alert:
+    version = None if row["model_version"] == "all" else row["model_version"]
+    return Alert(
+        rule=rule, model=row["model"], model_version=version, metric=row["metric"],
+        period_start=row["hour"], period_grain="hour", value=float(row["metric_value"]),
+        threshold=float(threshold), baseline_kind=kind,
+        baseline_value=None if baseline is None else float(baseline.center),
+        baseline_spread=None if baseline is None else float(baseline.spread),
+        z_score=None if z is None else float(z), message=message,
+        details={"sample_size": int(row["sample_size"]), "history_days": row["history_days"]},
+    )  # fmt: skip
+
+
+def drift_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """One alert per model version and day with any feature (or output) at the drift status."""
+    alerts = []
+    for row in _rows(con, """
+        select model, model_version, day, max(psi) as psi, any_value(psi_drift_threshold) as limit,
+               bool_or(uses_fallback_reference) as fallback,
+               string_agg(feature || ' (PSI ' || round(psi, 3) || ')', ', ' order by psi desc)
+                   filter (where status = 'drift') as features
+        from mart_drift_daily group by all order by all
+    """):  # fmt: skip
+        params = rules.rule("drift", row["model"])
+        if params is None or not row["features"]:
+            continue
+        alerts.append(Alert(
+            rule="drift", model=row["model"], model_version=row["model_version"], metric="psi",
+            period_start=datetime.combine(row["day"], datetime.min.time()), period_grain="day",
+            value=float(row["psi"]), threshold=float(row["limit"]),
+            baseline_kind="fallback_reference" if row["fallback"] else "training_reference",
+            message=f"drift against the training reference: {row['features']}",
+            severity="critical", details={"features": row["features"]},
+        ))  # fmt: skip
+    return alerts
+
+
+def anomaly_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """Days whose share of anomalous sampled inputs exceeds the rule's ``max_share``."""
+    alerts = []
+    for row in _rows(con, "select * from mart_input_anomalies_daily order by all"):
+        params = rules.rule("input_anomaly", row["model"])
+        if params is None or row["scored_events"] < params.get("min_scored", 0):
+            continue
+        if row["anomalous_share"] <= params["max_share"]:
+            continue
+        alerts.append(Alert(
+            rule="input_anomaly", model=row["model"], model_version=row["model_version"],
+            metric="anomalous_share",
+            period_start=datetime.combine(row["day"], datetime.min.time()), period_grain="day",
+            value=float(row["anomalous_share"]), threshold=float(params["max_share"]),
+            baseline_kind="training_reference", baseline_value=float(row["expected_share"]),
+            message=(f"{row['anomalous_share']:.1%} of {row['scored_events']} sampled inputs "
+                     f"anomalous (isolation forest; {row['expected_share']:.0%} expected)"),
+            severity="critical", details={"scored_events": int(row["scored_events"])},
+        ))  # fmt: skip
+    return alerts
+
+
+def stale_alerts(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> list[Alert]:
+    """A model whose newest event is older than ``max_age_hours`` at ``as_of`` (naive UTC).
+
+    Keyed by the newest event's hour: one alert per stale episode, not one per run.
+    """
+    alerts = []
+    for row in _rows(con, "select model, max(hour) + interval 1 hour as newest "
+                          "from mart_inference_hourly group by model order by model"):  # fmt: skip
+        params = rules.rule("stale_data", row["model"])
+        if params is None:
+            continue
+        age_h = (as_of - row["newest"]) / timedelta(hours=1)
+        if age_h <= params["max_age_hours"]:
+            continue
+        alerts.append(Alert(
+            rule="stale_data", model=row["model"], model_version=None, metric="data_age_hours",
+            period_start=row["newest"] - timedelta(hours=1), period_grain="hour",
+            value=round(age_h, 2), threshold=float(params["max_age_hours"]),
+            baseline_kind="fixed_limit",
+            message=f"no events for {age_h:.1f} h (until {row['newest']})",
+            current=True,
+        ))  # fmt: skip
+    return alerts
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> list[Alert]:
+    """Every rule over whatever marts the published file holds."""
+    tables = _tables(con)
+    alerts: list[Alert] = []
+    if "mart_anomalies_hourly" in tables:
+        alerts += hourly_alerts(con, rules)
+    if "mart_drift_daily" in tables:
+        alerts += drift_alerts(con, rules)
+    if "mart_input_anomalies_daily" in tables:
+        alerts += anomaly_alerts(con, rules)
+    if "mart_inference_hourly" in tables:
+        alerts += stale_alerts(con, rules, as_of)
+    return alerts
