@@ -426,7 +426,8 @@ def test_secret_scanner_finds_nothing_new_in_the_repository():
         .stdout.decode()
         .split("\0")
     )
-    files = [f for f in files if f and (PROJECT_ROOT / f).is_file()]
+    # the baseline holds the reviewed findings' hashes: detect-secrets never scans its own baseline
+    files = [f for f in files if f and f != ".secrets.baseline" and (PROJECT_ROOT / f).is_file()]
     assert len(files) > 100
     cwd = os.getcwd()
     os.chdir(PROJECT_ROOT)  # detect-secrets names files relative to the working directory

@@ -268,3 +268,28 @@ def test_deleted_and_rewritten_objects_after_compaction(lake_and_settings, caplo
     assert serving(settings, "select count(*) from fct_inferences where event_id like 'u-%'") == [
         (3,)
     ]
+
+
+def test_a_rewrite_that_drops_events_removes_them_from_facts_and_marts(lake_and_settings):
+    """The producer re-uploads utf8.jsonl with only its first event: the two others leave
+    fct_inferences and every hourly mart in the incremental run, exactly as a full rebuild."""
+    lake, settings = lake_and_settings
+    u_hours = "select sum(requests)::int from mart_inference_hourly where hour between " \
+              "'2025-05-20 12:00' and '2025-05-20 14:00'"  # fmt: skip
+    assert serving(settings, u_hours) == [(3,)]
+    lake.write_bytes(P + "utf8.jsonl", (event("u-0", "2025-05-20T12:00:00Z") + "\n").encode())
+    run_steps(settings, lake, "after-shrink")
+
+    assert serving(settings, "select event_id from fct_inferences where event_id like 'u-%'") == [
+        ("u-0",)
+    ]
+    assert serving(settings, u_hours) == [(1,)]
+    assert ingestion(settings)["utf8.jsonl"][:4] == ("loaded", 1, 1, 0)
+    (duplicates,) = ops(settings, "select min(lines_duplicate) from mart_ingestion")[0]
+    assert duplicates >= 0
+    incremental = fingerprints(settings)
+    pipeline.transform(settings, lake, full_refresh=True)
+    validation = pipeline.validate(settings, "rebuilt-after-shrink")
+    now = datetime.now(UTC).isoformat()
+    pipeline.publish(settings, "rebuilt-after-shrink", validation, {}, now)
+    assert fingerprints(settings) == incremental

@@ -1,8 +1,15 @@
-{# Days whose events arrived since `relation` was last built: late data recomputes only these. #}
+{# Days whose events arrived since `relation` was last built (late data recomputes only these),
+   plus days whose events a rewritten object dropped since then. #}
 {% macro touched_days(relation, events) %}
     select distinct event_day
     from {{ events }}
     where ingested_at > (
+        select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
+    )
+    union
+    select event_day
+    from {{ ref('int_superseded_event_days') }}
+    where superseded_at > (
         select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
     )
 {% endmacro %}

@@ -3,11 +3,24 @@
         materialized='incremental',
         unique_key='event_id',
         incremental_strategy='delete+insert',
+        post_hook=[
+            """
+            -- rows of a rewritten object's older version that its new version dropped
+            delete from {{ this }} as fact
+            where not exists (
+                select 1
+                from {{ ref('stg_bronze__object_batches') }} as current_batch
+                where current_batch.object_key = fact.object_key
+                    and current_batch.batch_id = fact.batch_id
+            )
+            """
+        ],
     )
 }}
 
 -- One row per distinct event. The first object an event arrived in owns it; a rewritten
--- object (same key, new batch) replaces its own earlier rows.
+-- object (same key, new batch) replaces its own earlier rows, and the post-hook deletes those
+-- its new version no longer holds (their days are rebuilt through touched_days).
 with new_events as (
 
     select * from {{ ref('stg_inference_events') }}

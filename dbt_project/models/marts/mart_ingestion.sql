@@ -37,7 +37,8 @@ top_reasons as (
 
     select
         object_key,
-        arg_max(reason, lines) as top_reason
+        -- a tie goes to the alphabetically last reason, so every rebuild gives the same text
+        arg_max(reason, (lines, reason)) as top_reason
     from quarantine_reasons
     group by object_key
 

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
 {{
     config(
         materialized='incremental',
