@@ -12,10 +12,11 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from inferwatch.config import Settings
 from inferwatch.lake import Lake, ObjectInfo
@@ -40,20 +41,13 @@ def pipeline_lock(
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.lock_path, "a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        waited = False
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    fh.seek(0)
-                    log.info("waiting for the pipeline lock (held by: %s)", fh.read().strip())
-                    waited = True
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"pipeline lock {settings.lock_path} busy") from None
-                time.sleep(1)
+
+        def say_who_holds_it() -> None:
+            fh.seek(0)
+            log.info("waiting for the pipeline lock (held by: %s)", fh.read().strip())
+
+        if not _flock_within(fh, timeout_s, poll_s=1.0, on_wait=say_who_holds_it):
+            raise TimeoutError(f"pipeline lock {settings.lock_path} busy")
         fh.seek(0)
         fh.truncate()
         fh.write(f"{holder} pid={os.getpid()}\n")
@@ -62,6 +56,27 @@ def pipeline_lock(
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _flock_within(
+    fh: IO, timeout_s: float, poll_s: float, on_wait: Callable[[], None] | None = None
+) -> bool:
+    """Take an exclusive flock on ``fh``, polling; False if ``timeout_s`` passed first.
+
+    ``on_wait`` runs once, when the lock is first found busy (to say who holds it).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+                on_wait = None
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(poll_s)
 
 
 #: How long a publish waits for the scheduled reports being taken to finish (one is ~15-30 s).
@@ -89,19 +104,11 @@ def publish_lock(
     path = publish_lock_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
-        deadline = time.monotonic() + timeout_s
-        locked = True
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    log.warning("reports still hold %s after %.0f s: %s goes ahead", path,
-                                timeout_s, holder)  # fmt: skip
-                    locked = False
-                    break
-                time.sleep(0.5)
+        locked = _flock_within(fh, timeout_s, poll_s=0.5)
+        if not locked:
+            log.warning(
+                "reports still hold %s after %.0f s: %s goes ahead", path, timeout_s, holder
+            )
         try:
             yield
         finally:
