@@ -38,6 +38,16 @@ data_dir_option = click.option(
 )
 
 
+def _run_pipeline(settings: Settings) -> None:
+    """The pipeline DAG once, in-process; exit 1 unless it succeeded."""
+    from inferwatch.runner import run_once
+
+    state = run_once(settings)
+    click.echo(f"inferwatch_pipeline: {state}")
+    if state != "success":
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
@@ -84,13 +94,7 @@ def simulate(lake, data_dir, start, end, events, seed, objects_per_hour, truth_d
 @data_dir_option
 def run(lake, data_dir):
     """Run the pipeline DAG once, in-process (dag.test), over whatever is new in the lake."""
-    from inferwatch.runner import run_once
-
-    settings = _settings(lake, data_dir)
-    state = run_once(settings)
-    click.echo(f"inferwatch_pipeline: {state}")
-    if state != "success":
-        sys.exit(1)
+    _run_pipeline(_settings(lake, data_dir))
 
 
 @main.command()
@@ -132,7 +136,6 @@ def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
     """
     from inferwatch import pipeline
     from inferwatch.orchestrate import current_lake
-    from inferwatch.runner import run_once
 
     settings = _settings(lake, data_dir)
     report = pipeline.replay_quarantine(
@@ -140,10 +143,7 @@ def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
     )
     click.echo(json.dumps(report, indent=1, default=str))
     if report["objects_changed"] and not no_run:
-        state = run_once(settings)
-        click.echo(f"inferwatch_pipeline: {state}")
-        if state != "success":
-            sys.exit(1)
+        _run_pipeline(settings)
 
 
 @main.command()

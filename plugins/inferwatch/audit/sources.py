@@ -217,14 +217,10 @@ def superset_log(client: SupersetClient, watermark: str | None) -> tuple[Events,
 
 
 def _usernames(client: SupersetClient) -> dict[int, str]:
-    rows, page = [], 0
-    while True:
-        query = f"(columns:!(id,username),page:{page},page_size:100)"
-        batch = client.request("GET", f"/api/v1/security/users/?q={query}")["result"]
-        rows.extend(batch)
-        if len(batch) < 100:
-            return {row["id"]: row["username"] for row in rows}
-        page += 1
+    from inferwatch.serve.superset_access import fetch_all
+
+    users = fetch_all(client, "security/users", ",columns:!(id,username)")
+    return {row["id"]: row["username"] for row in users}
 
 
 def superset_queries(client: SupersetClient, watermark: str | None) -> tuple[Events, str | None]:

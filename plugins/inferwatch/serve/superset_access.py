@@ -113,7 +113,8 @@ def demo_logins(path: Path) -> dict[str, tuple[str, str]]:
 
 
 # ---------- REST helpers
-def _all(client: SupersetClient, resource: str, columns: str = "") -> list[dict[str, Any]]:
+def fetch_all(client: SupersetClient, resource: str, columns: str = "") -> list[dict[str, Any]]:
+    """Every row of a Superset list endpoint, page by page (``columns``: ``,columns:!(a,b)``)."""
     rows, page = [], 0
     while True:
         query = f"(page:{page},page_size:100{columns})"
@@ -128,12 +129,12 @@ def _permission_views(client: SupersetClient) -> dict[tuple[str, str], int]:
     """``{(permission, view menu): id}`` of every permission-view pair."""
     return {
         (row["permission"]["name"], row["view_menu"]["name"]): row["id"]
-        for row in _all(client, "security/permissions-resources")
+        for row in fetch_all(client, "security/permissions-resources")
     }
 
 
 def _roles(client: SupersetClient) -> dict[str, int]:
-    return {row["name"]: row["id"] for row in _all(client, "security/roles")}
+    return {row["name"]: row["id"] for row in fetch_all(client, "security/roles")}
 
 
 def _role_permission_ids(client: SupersetClient, role_id: int) -> set[int]:
