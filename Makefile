@@ -1,6 +1,7 @@
 # InferWatch: `make demo` sets up and runs everything locally; `make test` runs the suite.
-# Every install step lives here: two locked virtual environments (pipeline and Superset,
-# which cannot share SQLAlchemy), installed with uv from requirements/*.lock.txt.
+# Every install step lives here: three locked virtual environments (pipeline and Superset,
+# which cannot share SQLAlchemy; Spark, the dbt-spark target of issue 10), installed with uv
+# from requirements/*.lock.txt.
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -8,12 +9,13 @@ UV_VERSION := 0.13.9
 VENV := .venv
 PIPE := $(VENV)/pipeline
 SUPERSET := $(VENV)/superset
+SPARK := $(VENV)/spark
 UV := $(VENV)/uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
 IW := $(PIPE)/bin/inferwatch
 
-.PHONY: setup services browser demo stop test lint lock clean help
+.PHONY: setup spark services browser demo stop test lint lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -33,7 +35,16 @@ $(SUPERSET)/.installed: requirements/superset.lock.txt | $(UV)
 	$(UV) pip install -q -p $(SUPERSET)/bin/python -r requirements/superset.lock.txt
 	touch $@
 
-setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install both locked environments
+# dbt-spark (session mode) with a local PySpark 3.5 on the machine's Java 17: the Spark target
+# (`INFERWATCH_DBT_TARGET=spark`, docs/scaling.md). Not needed by `make demo`.
+$(SPARK)/.installed: requirements/spark.lock.txt | $(UV)
+	[ -x $(SPARK)/bin/python ] || $(UV) venv -q -p $(PYTHON) $(SPARK)
+	$(UV) pip install -q -p $(SPARK)/bin/python -r requirements/spark.lock.txt
+	touch $@
+
+setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install the pipeline and Superset environments
+
+spark: $(SPARK)/.installed services  ## install the Spark environment (dbt-spark + PySpark; Java 17 from Debian)
 
 # Debian packages the servers need: redis-server (the Celery broker of Superset's scheduled
 # reports), chromium + chromium-driver (report screenshots, and the dashboard browser test via
@@ -41,8 +52,9 @@ setup: $(PIPE)/.installed $(SUPERSET)/.installed  ## install both locked environ
 # machines are). Nothing is started here: `inferwatch superset start` runs its own Redis on
 # 127.0.0.1 (no system service, no persistence).
 # postgresql: the scale-out test runs Airflow's and Superset's metadata on a private server.
-DEBIAN_PACKAGES := redis-server chromium chromium-driver postgresql
-services:  ## install redis-server, chromium, chromium-driver (Debian) when missing
+# openjdk-17-jre-headless: the JVM of PySpark 3.5 (the Spark target of the dbt project).
+DEBIAN_PACKAGES := redis-server chromium chromium-driver postgresql openjdk-17-jre-headless
+services:  ## install the Debian packages above when missing
 	@missing=""; \
 	for pkg in $(DEBIAN_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -z "$$missing" ]; then :; \
@@ -64,7 +76,7 @@ stop:  ## stop the Superset (+ report workers) and Airflow that `make demo` star
 	-[ ! -x $(IW) ] || $(IW) airflow stop
 	-[ ! -x $(IW) ] || $(IW) superset stop
 
-test: setup services  ## install what the tests need and run the whole suite
+test: setup spark services  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
 	$(PIPE)/bin/python -m pytest tests
@@ -80,6 +92,7 @@ bench: setup  ## benchmarks vs the DuckDB floor (10M events, see benchmarks/READ
 lock: | $(UV)  ## re-resolve the lock files from requirements/*.in
 	$(UV) pip compile -q --python-version 3.11 requirements/pipeline.in -o requirements/pipeline.lock.txt
 	$(UV) pip compile -q --python-version 3.11 requirements/superset.in -o requirements/superset.lock.txt
+	$(UV) pip compile -q --python-version 3.11 requirements/spark.in -o requirements/spark.lock.txt
 
 clean: stop  ## remove environments and generated data
 	rm -rf $(VENV) data

@@ -7,6 +7,8 @@
 
     The functions are DuckDB macros created in the warehouse before every run and copied into
     serving.duckdb at publish time, so that dbt models and Superset metrics call the same code.
+    Spark 3.5 has no SQL functions: there the models inline the same expressions
+    (latency_bucket_of, latency_bucket_value_of, latency_bucket_quantile below).
 #}
 
 {% macro latency_gamma() -%}
@@ -15,6 +17,12 @@
 {%- endmacro %}
 
 {% macro define_latency_functions() %}
+    {{ return(adapter.dispatch('define_latency_functions', 'inferwatch')()) }}
+{% endmacro %}
+
+{% macro spark__define_latency_functions() %}{% endmacro %}
+
+{% macro duckdb__define_latency_functions() %}
     {#- Latencies at or below 1 µs share one bucket standing for 0 ms. -#}
     create or replace macro latency_bucket(latency_ms) as
         case
@@ -48,3 +56,54 @@
         q
     );
 {% endmacro %}
+
+
+{# The bucket of a latency (SQL expression): DuckDB's function, inlined on Spark. #}
+{% macro latency_bucket_of(latency) -%}
+    {{ return(adapter.dispatch('latency_bucket_of', 'inferwatch')(latency)) }}
+{%- endmacro %}
+
+{% macro duckdb__latency_bucket_of(latency) -%}
+    latency_bucket({{ latency }})
+{%- endmacro %}
+
+{% macro spark__latency_bucket_of(latency) -%}
+    case
+        when {{ latency }} is null then null
+        when {{ latency }} <= 0.001 then -100000
+        else cast(ceil(ln({{ latency }}) / ln({{ latency_gamma() }})) as int)
+    end
+{%- endmacro %}
+
+
+{# The latency a bucket stands for (SQL expression). #}
+{% macro latency_bucket_value_of(bucket) -%}
+    {{ return(adapter.dispatch('latency_bucket_value_of', 'inferwatch')(bucket)) }}
+{%- endmacro %}
+
+{% macro duckdb__latency_bucket_value_of(bucket) -%}
+    latency_bucket_value({{ bucket }})
+{%- endmacro %}
+
+{% macro spark__latency_bucket_value_of(bucket) -%}
+    case
+        when {{ bucket }} = -100000 then 0.0
+        else 2 * pow({{ latency_gamma() }}, {{ bucket }}) / ({{ latency_gamma() }} + 1)
+    end
+{%- endmacro %}
+
+
+{# Aggregate: the q-quantile of the latencies summarised by the group's (bucket, events) rows,
+   interpolated like quantile_cont. DuckDB: latency_quantile over the list of buckets; Spark:
+   its exact percentile weighted by the events of each bucket (the same order statistics). #}
+{% macro latency_bucket_quantile(bucket, events, fraction) -%}
+    {{ return(adapter.dispatch('latency_bucket_quantile', 'inferwatch')(bucket, events, fraction)) }}
+{%- endmacro %}
+
+{% macro duckdb__latency_bucket_quantile(bucket, events, fraction) -%}
+    latency_quantile(list(struct_pack(bucket := {{ bucket }}, events := {{ events }})), {{ fraction }})
+{%- endmacro %}
+
+{% macro spark__latency_bucket_quantile(bucket, events, fraction) -%}
+    percentile({{ latency_bucket_value_of(bucket) }}, {{ fraction }}, {{ events }})
+{%- endmacro %}

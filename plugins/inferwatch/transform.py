@@ -1,15 +1,24 @@
-"""Run the dbt project in-process against the warehouse file (dbt-duckdb by default)."""
+"""Run the dbt project: in-process against the DuckDB warehouse file (the default), or on Spark
+(dbt-spark in session mode, from the Spark environment, in a subprocess: docs/scaling.md)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
+import posixpath
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from inferwatch.config import DBT_PROJECT_DIR, Settings
+import yaml
+
+from inferwatch.config import DBT_PROJECT_DIR, PROJECT_ROOT, Settings
 from inferwatch.lake import Lake
 
 log = logging.getLogger(__name__)
@@ -138,3 +147,200 @@ def build(settings: Settings, lake: Lake, *, full_refresh: bool = False) -> Buil
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
     log.info("dbt build: %d nodes ok", outcome.nodes)
     return outcome
+
+
+# ---------------------------------------------------------------------------- Spark target
+#: Which dbt target `inferwatch.transform` builds when asked for none: duckdb or spark.
+TARGET_ENV = "INFERWATCH_DBT_TARGET"
+#: The dbt executable of the Spark environment (`make spark`); override for a cluster's own.
+SPARK_DBT_ENV = "INFERWATCH_SPARK_DBT"
+SPARK_DBT_DEFAULT = PROJECT_ROOT / ".venv" / "spark" / "bin" / "dbt"
+#: The models Spark builds by default: the core marts and everything upstream of them (the
+#: other models are DuckDB-only for now; docs/scaling.md says which and why).
+SPARK_MARTS = (
+    "fct_inferences",
+    "mart_inference_hourly",
+    "mart_latency_daily",
+    "mart_errors_hourly",
+    "mart_client_usage_daily",
+    "mart_feature_distribution_daily",
+    "mart_drift_daily",
+    "mart_model_lineage",
+)
+SPARK_SELECTION = tuple(f"+{name}" for name in SPARK_MARTS)
+REFERENCE_FORMATS = ("parquet", "csv")
+
+
+def dbt_target(env: dict[str, str] | None = None) -> str:
+    """`duckdb` (default) or `spark`, from INFERWATCH_DBT_TARGET."""
+    value = ((os.environ if env is None else env).get(TARGET_ENV) or "duckdb").strip().lower()
+    if value not in {"duckdb", "spark"}:
+        raise TransformError(f"{TARGET_ENV} must be duckdb or spark, not {value!r}")
+    return value
+
+
+def spark_dir(settings: Settings) -> Path:
+    """Where the Spark target keeps its warehouse (Parquet tables), metastore and dbt files."""
+    return settings.data_dir / "spark"
+
+
+def spark_table_path(settings: Settings, name: str, schema: str = "inferwatch") -> Path:
+    """The folder of a table the Spark target built (Parquet files, day partitions inside)."""
+    return spark_dir(settings) / "warehouse" / f"{schema}.db" / name
+
+
+def lake_source_globs() -> list[str]:
+    """The globs the dbt sources read (meta.lake_glob), plus the reference file globs."""
+    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "__sources.yml").read_text())
+    globs = [
+        table["meta"]["lake_glob"]
+        for source in sources["sources"]
+        for table in source.get("tables", [])
+        if (table.get("meta") or {}).get("lake_glob")
+    ]
+    return globs + [f"reference/*/*/*.{fmt}" for fmt in REFERENCE_FORMATS]
+
+
+def spark_lake_listing(lake: Lake) -> dict:
+    """What Spark SQL cannot find out itself (it has no glob()): which source globs match files,
+    and the reference folders (one table each), as the dbt var `spark_lake`."""
+    globs_with_files = [g for g in lake_source_globs() if lake.fs.glob(lake.path(g))]
+    folders = []
+    for fmt in REFERENCE_FORMATS:
+        files = lake.fs.glob(lake.path(f"reference/*/*/*.{fmt}"))
+        for folder in sorted({posixpath.dirname(path) for path in files}):
+            key = posixpath.relpath(folder, lake.root)
+            _, model, version = key.split("/")
+            folders.append(
+                {"model": model, "version": version, "format": fmt, "glob": f"{key}/*.{fmt}"}
+            )
+    return {"globs_with_files": globs_with_files, "reference_folders": folders}
+
+
+def spark_environment(settings: Settings, lake: Lake) -> dict[str, str]:
+    """The environment of the Spark dbt process: profiles.yml's target `spark` reads it."""
+    root = lake.full_url("")
+    if root.startswith("s3://"):
+        # Hadoop's S3 filesystem is s3a:// (it needs the cluster's hadoop-aws jars).
+        root = "s3a://" + root[len("s3://") :]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DBT_")}
+    env.update(
+        INFERWATCH_BRONZE_ROOT=root,
+        INFERWATCH_SPARK_DIR=str(spark_dir(settings)),
+        # never read by the Spark target, but profiles.yml renders every output
+        INFERWATCH_WAREHOUSE_PATH=str(settings.warehouse_path),
+        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
+        PYSPARK_PYTHON=env.get("PYSPARK_PYTHON") or sys.executable,
+    )
+    return env
+
+
+def run_dbt_spark(
+    settings: Settings, lake: Lake, command: str = "build", *extra: str,
+    select: tuple[str, ...] = SPARK_SELECTION, data_tests: bool = True,
+) -> BuildResult:  # fmt: skip
+    """Run dbt on the Spark target in the Spark environment's own process (dbt-spark and
+    PySpark live there, not in the pipeline's). Unit tests are DuckDB-only (their fixtures are
+    DuckDB SQL); data tests run as on DuckDB unless ``data_tests`` is false (seeds and models
+    only, in one JVM)."""
+    dbt = Path(os.environ.get(SPARK_DBT_ENV) or SPARK_DBT_DEFAULT)
+    if not dbt.exists():
+        raise TransformError(f"no dbt-spark at {dbt}: run `make spark` (or set {SPARK_DBT_ENV})")
+    workdir = spark_dir(settings)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = spark_environment(settings, lake)
+    # PySpark's driver runs the Spark venv's Python, not this one
+    env["PYSPARK_PYTHON"] = str(dbt.parent / "python")
+    args = [
+        str(dbt), command,
+        "--project-dir", str(DBT_PROJECT_DIR),
+        "--profiles-dir", str(DBT_PROJECT_DIR),
+        "--target-path", str(workdir / "dbt" / "target"),
+        "--log-path", str(workdir / "dbt" / "logs"),
+        "--target", "spark",
+        "--vars", json.dumps({"spark_lake": spark_lake_listing(lake)}),
+    ]  # fmt: skip
+    if select:
+        args += ["--select", *select]
+    if command in {"build", "test"}:
+        args += ["--exclude-resource-type", "unit_test"]
+        if not data_tests:
+            args += ["--exclude-resource-type", "test"]
+    args += list(extra)
+    log.info("dbt (spark) %s", " ".join(args[1:]))
+    # cwd: Spark and Derby drop stray files (derby.log, spark-warehouse/) into the working folder
+    proc = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True)
+    (workdir / "dbt" / "last_output.log").write_text(proc.stdout + proc.stderr)
+    results_file = workdir / "dbt" / "target" / "run_results.json"
+    failures: list[str] = []
+    nodes = 0
+    if results_file.exists() and proc.returncode in {0, 1}:
+        for node in json.loads(results_file.read_text()).get("results", []):
+            nodes += 1
+            if node.get("status") in {"error", "fail", "runtime error"}:
+                failures.append(f"{node['unique_id']}: {node['status']}: {node.get('message')}")
+    if proc.returncode not in {0, 1}:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise TransformError(f"dbt {command} (spark) crashed (exit {proc.returncode}):\n{tail}")
+    return BuildResult(success=proc.returncode == 0, nodes=nodes, failures=failures)
+
+
+def build_spark(
+    settings: Settings, lake: Lake, *, full_refresh: bool = False, data_tests: bool = True,
+    select: tuple[str, ...] = SPARK_SELECTION,
+) -> BuildResult:  # fmt: skip
+    """The core marts on Spark (seeds, models and, unless told not to, their data tests);
+    raises with the failures named. Publishing stays on DuckDB: the Spark target's marts are
+    Parquet tables under ``spark_dir(settings)/warehouse`` (docs/scaling.md)."""
+    extra = ["--full-refresh"] if full_refresh else []
+    started = time.monotonic()
+    outcome = run_dbt_spark(
+        settings, lake, "build", *extra, select=select, data_tests=data_tests
+    )
+    if not outcome.success:
+        raise TransformError("dbt build (spark) failed: " + "; ".join(outcome.failures))
+    elapsed = time.monotonic() - started
+    log.info("dbt build (spark): %d nodes ok in %.0f s", outcome.nodes, elapsed)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m inferwatch.transform [--target spark]`: build the dbt project on its own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m inferwatch.transform", description=main.__doc__
+    )
+    parser.add_argument("--target", choices=["duckdb", "spark"], default=None,
+                        help=f"dbt target (default: ${TARGET_ENV}, else duckdb)")
+    parser.add_argument("--no-data-tests", action="store_true",
+                        help="seeds and models only (dbt build without its data tests)")
+    parser.add_argument("--full-refresh", action="store_true")
+    parser.add_argument("--select", nargs="*", default=None,
+                        help="dbt selection (Spark default: the core marts and their upstream)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from inferwatch.orchestrate import current_lake, current_settings
+
+    settings = current_settings()
+    lake = current_lake(settings)
+    target = args.target or dbt_target()
+    started = time.monotonic()
+    if target == "spark":
+        select = tuple(args.select) if args.select is not None else SPARK_SELECTION
+        outcome = build_spark(settings, lake, full_refresh=args.full_refresh,
+                              data_tests=not args.no_data_tests, select=select)  # fmt: skip
+    else:
+        extra = ["--full-refresh"] if args.full_refresh else []
+        if args.select:
+            extra += ["--select", *args.select]
+        if args.no_data_tests:
+            extra += ["--exclude-resource-type", "test"]
+        outcome = run_dbt(settings, lake, "build", *extra)
+        if not outcome.success:
+            raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
+    elapsed = time.monotonic() - started
+    print(json.dumps({"target": target, **outcome.as_dict(), "seconds": round(elapsed, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

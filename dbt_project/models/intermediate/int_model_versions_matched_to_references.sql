@@ -30,9 +30,7 @@ version_keys as (
 
     select
         *,
-        list_transform(
-            regexp_extract_all(model_version, '\d+'), digits -> try_cast(digits as hugeint)
-        ) as version_key
+        {{ version_number_key('model_version') }} as version_key
     from production_versions
 
 ),
@@ -41,9 +39,7 @@ reference_keys as (
 
     select
         *,
-        list_transform(
-            regexp_extract_all(reference_version, '\d+'), digits -> try_cast(digits as hugeint)
-        ) as version_key
+        {{ version_number_key('reference_version') }} as version_key
     from reference_versions
 
 ),

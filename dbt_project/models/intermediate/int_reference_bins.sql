@@ -52,12 +52,12 @@ quantile_levels as (
     select
         'psi' as bin_kind,
         levels.level / 10 as quantile_level
-    from range(1, 10) as levels (level)
+    from {{ integer_range(1, 10) }} as levels (level)
     union all
     select
         'ks' as bin_kind,
         levels.level / {{ ks_bins }} as quantile_level
-    from range(0, {{ ks_bins }} + 1) as levels (level)
+    from {{ integer_range(0, ks_bins + 1) }} as levels (level)
 
 ),
 
@@ -160,12 +160,12 @@ numeric_counts as (
         count(*) as reference_count
     from numeric_values
     cross join (values ('psi'), ('ks')) as kinds (bin_kind)
-    asof inner join numeric_bins
-        on numeric_values.model = numeric_bins.model
-            and numeric_values.reference_version = numeric_bins.reference_version
-            and numeric_values.feature = numeric_bins.feature
-            and kinds.bin_kind = numeric_bins.bin_kind
-            and numeric_values.value_num > coalesce(numeric_bins.bin_lower, cast('-infinity' as double))
+    {{ join_bin_of_value('numeric_bins', 'numeric_values.value_num', [
+        ('numeric_values.model', 'numeric_bins.model'),
+        ('numeric_values.reference_version', 'numeric_bins.reference_version'),
+        ('numeric_values.feature', 'numeric_bins.feature'),
+        ('kinds.bin_kind', 'numeric_bins.bin_kind'),
+    ]) }}
     group by all
 
 ),
@@ -180,8 +180,8 @@ numeric_binned as (
         numeric_bins.feature_role,
         numeric_bins.bin_kind,
         numeric_bins.bin_index,
-        '(' || coalesce(cast(numeric_bins.bin_lower as varchar), '-inf') || ', '
-        || coalesce(cast(numeric_bins.bin_upper as varchar), 'inf') || ']' as bin_label,
+        '(' || coalesce(cast(numeric_bins.bin_lower as string), '-inf') || ', '
+        || coalesce(cast(numeric_bins.bin_upper as string), 'inf') || ']' as bin_label,
         numeric_bins.bin_lower,
         numeric_bins.bin_upper,
         coalesce(numeric_counts.reference_count, 0) as reference_count
@@ -253,10 +253,11 @@ fingerprints as (
     select
         model,
         reference_version,
-        md5(reference_version || ':' || string_agg(
-            concat_ws('|', feature, bin_kind, bin_index, bin_label, bin_lower, bin_upper, reference_count),
-            ';' order by feature, bin_kind, bin_index
-        )) as reference_fingerprint
+        md5(reference_version || ':' || {{ ordered_string_agg(
+            "concat_ws('|', feature, bin_kind, bin_index, bin_label, bin_lower, bin_upper, reference_count)",
+            ';',
+            ['feature', 'bin_kind', 'bin_index'],
+        ) }}) as reference_fingerprint
     from all_bins
     group by model, reference_version
 

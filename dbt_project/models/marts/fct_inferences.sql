@@ -1,33 +1,15 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy='delete+insert',
-        post_hook=[
-            """
-            -- rows of a rewritten object's older version that its new version dropped
-            delete from {{ this }} as fact
-            where not exists (
-                select 1
-                from {{ ref('stg_bronze__object_batches') }} as current_batch
-                where current_batch.object_key = fact.object_key
-                    and current_batch.batch_id = fact.batch_id
-            )
-            """
-        ],
-    )
-}}
+{{ config(**incremental_events_config()) }}
+{%- set kept_rows = kept_by_this_build('existing', ref('stg_inference_events')) %}
 
 -- One row per distinct event. The first object an event arrived in owns it; a rewritten
--- object (same key, new batch) replaces its own earlier rows, and the post-hook deletes those
--- its new version no longer holds (their days are rebuilt through touched_days).
+-- object (same key, new batch) replaces its own earlier rows, and those its new version no
+-- longer holds are deleted (their days are rebuilt through touched_days): see
+-- incremental_events_config for how each engine does it.
 with new_events as (
 
     select * from {{ ref('stg_inference_events') }}
     {% if is_incremental() %}
-        where ingested_at > (
-                select coalesce(max(ingested_at), timestamp '1970-01-01') from {{ this }}
-            )
+        where {{ events_since_last_build(ref('stg_inference_events')) }}
     {% endif %}
 
 ),
@@ -45,7 +27,8 @@ ranked as (
 
 deduplicated as (
 
-    select * exclude (arrival_rank) from ranked
+    select {{ star_except('ranked', ['arrival_rank'], ref('stg_inference_events')) }}
+    from ranked
     where arrival_rank = 1
 
 ),
@@ -59,7 +42,7 @@ not_seen_elsewhere as (
                 select 1
                 from {{ this }} as existing
                 where existing.event_id = deduplicated.event_id
-                    and existing.object_key <> deduplicated.object_key
+                    and existing.object_key <> deduplicated.object_key{{ kept_rows }}
             )
     {% endif %}
 

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- Usage per client, endpoint, model and UTC day: requests, errors, latency, users, tokens
 -- and cost. Cost is the event's own usage.cost_usd when it has one, else its tokens at the
@@ -44,14 +38,16 @@ usage_fields as (
         events.geo_country,
         -- OpenAI chat names first, then the Responses API's input/output names
         coalesce(
-            try_cast(events.usage ->> 'prompt_tokens' as bigint),
-            try_cast(events.usage ->> 'input_tokens' as bigint)
+            try_cast({{ json_text('events.usage', 'prompt_tokens') }} as bigint),
+            try_cast({{ json_text('events.usage', 'input_tokens') }} as bigint)
         ) as prompt_tokens,
         coalesce(
-            try_cast(events.usage ->> 'completion_tokens' as bigint),
-            try_cast(events.usage ->> 'output_tokens' as bigint)
+            try_cast({{ json_text('events.usage', 'completion_tokens') }} as bigint),
+            try_cast({{ json_text('events.usage', 'output_tokens') }} as bigint)
         ) as completion_tokens,
-        try_cast(try_cast(events.usage ->> 'cost_usd' as double) as decimal(38, 18)) as reported_cost_usd,
+        try_cast(
+            try_cast({{ json_text('events.usage', 'cost_usd') }} as double) as decimal(38, 18)
+        ) as reported_cost_usd,
         prices.prompt_usd_per_1k_tokens,
         prices.completion_usd_per_1k_tokens
     from events
@@ -90,7 +86,7 @@ daily as (
         count(distinct user_hash) as distinct_users,
         ---------- latency (exact within the day)
         avg(latency_ms_exact) as latency_mean_ms,
-        quantile_cont(latency_ms, 0.95) as latency_p95_ms,
+        {{ quantile('latency_ms', 0.95) }} as latency_p95_ms,
         ---------- tokens
         cast(sum(prompt_tokens) as bigint) as prompt_tokens,
         cast(sum(completion_tokens) as bigint) as completion_tokens,
@@ -122,6 +118,18 @@ country_counts as (
 
 ),
 
+ranked_countries as (
+
+    select
+        *,
+        row_number() over (
+            partition by client_id, endpoint, model, event_day
+            order by country_requests desc, geo_country asc
+        ) as country_rank
+    from country_counts
+
+),
+
 top_country as (
 
     select
@@ -131,18 +139,28 @@ top_country as (
         event_day,
         geo_country as top_country,
         country_requests as top_country_requests
-    from country_counts
-    qualify row_number() over (
-            partition by client_id, endpoint, model, event_day
-            order by country_requests desc, geo_country asc
-        ) = 1
+    from ranked_countries
+    where country_rank = 1
 
 ),
 
 final as (
 
     select
-        daily.* exclude (cost_reported_usd, cost_estimated_usd),
+        daily.client_id,
+        daily.endpoint,
+        daily.model,
+        daily.event_day,
+        daily.requests,
+        daily.errors,
+        daily.distinct_users,
+        daily.latency_mean_ms,
+        daily.latency_p95_ms,
+        daily.prompt_tokens,
+        daily.completion_tokens,
+        daily.events_with_tokens,
+        daily.events_cost_reported,
+        daily.events_cost_estimated,
         daily.errors / daily.requests as error_rate,
         cast(daily.cost_reported_usd as double) as cost_reported_usd,
         cast(daily.cost_estimated_usd as double) as cost_estimated_usd,

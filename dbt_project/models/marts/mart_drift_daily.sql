@@ -41,11 +41,11 @@ psi as (
         any_value(reference_total) as reference_count,
         count(*) as psi_bins,
         -- summed in bin order, so that a rebuild gives the same bits whatever the row order
-        sum(
-            (production_share_floored - reference_share_floored)
-            * ln(production_share_floored / reference_share_floored)
-            order by bin_kind, bin_index
-        ) as psi
+        {{ ordered_sum(
+            '(production_share_floored - reference_share_floored)'
+            ~ ' * ln(production_share_floored / reference_share_floored)',
+            ['bin_kind', 'bin_index'],
+        ) }} as psi
     from psi_bins
     group by model, model_version, feature, day
 
@@ -104,22 +104,16 @@ js as (
         feature,
         day,
         sqrt(greatest(
-            0.5 * sum(
-                case
-                    when production_share > 0
-                        then production_share * log2(production_share / mixture_share)
-                    else 0
-                end
-                order by bin_index
-            )
-            + 0.5 * sum(
-                case
-                    when reference_share > 0
-                        then reference_share * log2(reference_share / mixture_share)
-                    else 0
-                end
-                order by bin_index
-            ),
+            0.5 * {{ ordered_sum(
+                'case when production_share > 0'
+                ~ ' then production_share * log2(production_share / mixture_share) else 0 end',
+                ['bin_index'],
+            ) }}
+            + 0.5 * {{ ordered_sum(
+                'case when reference_share > 0'
+                ~ ' then reference_share * log2(reference_share / mixture_share) else 0 end',
+                ['bin_index'],
+            ) }},
             0
         )) as js_distance
     from js_bins

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- Errors, retries and fallbacks per model, version, endpoint, hour and error type. Successful
 -- requests make the row with error_type `none`, so every hour with traffic is present and
@@ -66,9 +60,9 @@ with_hour_totals as (
 
     select
         *,
-        sum(events) over (
+        cast(sum(events) over (
             partition by model, model_version, endpoint, hour
-        ) as hour_requests
+        ) as bigint) as hour_requests
     from by_error_type
 
 ),
@@ -76,8 +70,7 @@ with_hour_totals as (
 final as (
 
     select
-        with_hour_totals.* exclude (hour_requests),
-        cast(with_hour_totals.hour_requests as bigint) as hour_requests,
+        with_hour_totals.*,
         with_hour_totals.errors / with_hour_totals.hour_requests as error_rate,
         watermark.source_watermark
     from with_hour_totals

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('day')) }}
 
 {#- Incremental: the days to recompute are listed before the query runs, so that DuckDB prunes
     fct_inferences by day before unnesting features (a semi-join on a subquery is planned after
@@ -41,7 +35,7 @@
                 and built.model_version = matched_versions.model_version
         where built.reference_fingerprint is distinct from matched_versions.reference_fingerprint
         union
-        select unnest(generate_series(first_day, last_day, interval 1 day))::date as event_day
+        select {{ days_between('first_day', 'last_day') }}
         from matched_versions
         where not exists (
             select 1 from built
@@ -165,12 +159,12 @@ value_bins as (
         from numeric_values
     ) as distinct_values
     cross join (values ('psi'), ('ks')) as kinds (bin_kind)
-    asof inner join bins
-        on distinct_values.model = bins.model
-            and distinct_values.reference_version = bins.reference_version
-            and distinct_values.feature = bins.feature
-            and kinds.bin_kind = bins.bin_kind
-            and distinct_values.value_num > coalesce(bins.bin_lower, cast('-infinity' as double))
+    {{ join_bin_of_value('bins', 'distinct_values.value_num', [
+        ('distinct_values.model', 'bins.model'),
+        ('distinct_values.reference_version', 'bins.reference_version'),
+        ('distinct_values.feature', 'bins.feature'),
+        ('kinds.bin_kind', 'bins.bin_kind'),
+    ]) }}
 
 ),
 

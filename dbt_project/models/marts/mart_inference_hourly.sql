@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- Requests, errors and latency per model, version, endpoint and hour. Each build recomputes
 -- whole days: the days whose events arrived since the last build (late data included).
@@ -35,9 +29,9 @@ hourly as (
         count(*) filter (where status = 'error') as errors,
         count(distinct user_hash) as distinct_users,
         ---------- latency (exact within the hour; see mergeable buckets for other ranges)
-        quantile_cont(latency_ms, 0.50) as latency_p50_ms,
-        quantile_cont(latency_ms, 0.95) as latency_p95_ms,
-        quantile_cont(latency_ms, 0.99) as latency_p99_ms,
+        {{ quantile('latency_ms', 0.50) }} as latency_p50_ms,
+        {{ quantile('latency_ms', 0.95) }} as latency_p95_ms,
+        {{ quantile('latency_ms', 0.99) }} as latency_p99_ms,
         avg(latency_ms) as latency_mean_ms,
         ---------- outputs
         avg(confidence) as confidence_mean

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- Event counts per log-spaced latency bucket, per model, version, endpoint and hour: the
 -- mergeable form of latency that gives p50/p95/p99 for any range via latency_quantile().
@@ -34,7 +28,7 @@ bucketed as (
         coalesce(endpoint, 'unknown') as endpoint,
         date_trunc('hour', event_ts) as hour,
         event_day,
-        latency_bucket(latency_ms) as bucket,
+        {{ latency_bucket_of('latency_ms') }} as bucket,
         count(*) as events
     from events
     group by all
@@ -45,7 +39,7 @@ final as (
 
     select
         bucketed.*,
-        latency_bucket_value(bucketed.bucket) as bucket_latency_ms,
+        {{ latency_bucket_value_of('bucketed.bucket') }} as bucket_latency_ms,
         watermark.source_watermark
     from bucketed
     cross join watermark

@@ -13,7 +13,9 @@ daily as (
         model_version,
         event_day,
         sum(events) as events,
-        list(struct_pack(bucket := bucket, events := events)) as latency_buckets
+        {{ latency_bucket_quantile('bucket', 'events', 0.50) }} as latency_p50_ms,
+        {{ latency_bucket_quantile('bucket', 'events', 0.95) }} as latency_p95_ms,
+        {{ latency_bucket_quantile('bucket', 'events', 0.99) }} as latency_p99_ms
     from buckets
     group by model, model_version, event_day
 
@@ -26,9 +28,9 @@ final as (
         model_version,
         event_day,
         events,
-        round(latency_quantile(latency_buckets, 0.50), 3) as latency_p50_ms,
-        round(latency_quantile(latency_buckets, 0.95), 3) as latency_p95_ms,
-        round(latency_quantile(latency_buckets, 0.99), 3) as latency_p99_ms
+        round(latency_p50_ms, 3) as latency_p50_ms,
+        round(latency_p95_ms, 3) as latency_p95_ms,
+        round(latency_p99_ms, 3) as latency_p99_ms
     from daily
 
 )

@@ -29,7 +29,7 @@ traffic as (
         max(event_ts) as last_seen,
         count(*) as requests,
         count(*) filter (where status = 'error') as errors,
-        quantile_cont(latency_ms, 0.95) as latency_p95_ms
+        {{ quantile('latency_ms', 0.95) }} as latency_p95_ms
     from events
     group by model, model_version
 
@@ -42,12 +42,11 @@ embedded_fields as (
         model_version,
         event_ts,
         event_id,
-        model_metadata ->> 'git_commit' as git_commit,
-        model_metadata ->> 'training_data_hash' as training_data_hash,
-        try_cast(model_metadata ->> 'deployed_at' as timestamptz)
-        at time zone 'UTC' as deployed_at,
-        model_metadata -> 'training_metrics' as training_metrics,
-        model_metadata -> 'params' as params
+        {{ json_text('model_metadata', 'git_commit') }} as git_commit,
+        {{ json_text('model_metadata', 'training_data_hash') }} as training_data_hash,
+        {{ try_utc_timestamp(json_text('model_metadata', 'deployed_at')) }} as deployed_at,
+        {{ json_member('model_metadata', 'training_metrics') }} as training_metrics,
+        {{ json_member('model_metadata', 'params') }} as params
     from events
     where model_metadata is not null
 
@@ -58,22 +57,35 @@ embedded as (
     select
         model,
         model_version,
-        arg_max(git_commit, (event_ts, event_id)) filter (
+        {{ arg_max('git_commit', ['event_ts', 'event_id']) }} filter (
             where git_commit is not null
         ) as git_commit,
-        arg_max(training_data_hash, (event_ts, event_id)) filter (
+        {{ arg_max('training_data_hash', ['event_ts', 'event_id']) }} filter (
             where training_data_hash is not null
         ) as training_data_hash,
-        arg_max(deployed_at, (event_ts, event_id)) filter (
+        {{ arg_max('deployed_at', ['event_ts', 'event_id']) }} filter (
             where deployed_at is not null
         ) as deployed_at,
-        arg_max(training_metrics, (event_ts, event_id)) filter (
+        {{ arg_max('training_metrics', ['event_ts', 'event_id']) }} filter (
             where training_metrics is not null
         ) as training_metrics,
-        arg_max(params, (event_ts, event_id)) filter (where params is not null) as params,
+        {{ arg_max('params', ['event_ts', 'event_id']) }} filter (where params is not null) as params,
         count(distinct git_commit) as embedded_git_commits
     from embedded_fields
     group by model, model_version
+
+),
+
+drift_with_latest_day as (
+
+    select
+        model,
+        model_version,
+        day,
+        feature,
+        status,
+        max(day) over (partition by model, model_version) as latest_day
+    from drift
 
 ),
 
@@ -85,8 +97,8 @@ drift_on_latest_day as (
         day,
         feature,
         status
-    from drift
-    qualify day = max(day) over (partition by model, model_version)
+    from drift_with_latest_day
+    where day = latest_day
 
 ),
 
@@ -102,9 +114,7 @@ latest_drift as (
             when 2 then 'warning'
             when 1 then 'stable'
         end as latest_drift_status,
-        string_agg(feature, ', ' order by feature) filter (
-            where status = 'drift'
-        ) as latest_drifting_features
+        {{ sorted_string_agg('feature', ', ', where="status = 'drift'") }} as latest_drifting_features
     from drift_on_latest_day
     group by model, model_version, day
 

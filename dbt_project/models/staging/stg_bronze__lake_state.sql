@@ -9,9 +9,9 @@ with lake_state as (
         select * from {{ source('bronze', 'lake_state') }}
     {%- else -%}
         select
-            null::varchar as object_key,
-            null::varchar as cause,
-            null::timestamp as noticed_at
+            cast(null as string) as object_key,
+            cast(null as string) as cause,
+            cast(null as timestamp) as noticed_at
         where false
     {%- endif %}
 

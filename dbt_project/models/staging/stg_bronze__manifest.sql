@@ -1,13 +1,10 @@
+{%- set optional_columns = {'lines_merged': 'bigint', 'base_batch_id': 'string'} -%}
+
 -- Every manifest row ever written: one per ingestion (or quarantine replay) of a raw object.
 with manifest as (
 
-    select * from {{ source('bronze', 'manifest') }}
     -- manifests older than adapters or replays lack these columns: they read as null
-    union all by name
-    select
-        null::bigint as lines_merged,
-        null::varchar as base_batch_id
-    where false
+    {{ with_optional_columns(source('bronze', 'manifest'), optional_columns) }}
 
 )
 

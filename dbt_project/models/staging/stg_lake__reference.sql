@@ -4,33 +4,12 @@
 
 -- Training reference samples: every Parquet and CSV file under reference/<model>/<version>/,
 -- columns unioned by name (one per input feature, plus optional prediction and confidence).
-with parquet_files as (
+with unioned as (
 
-    {% if has_parquet -%}
-        select * from {{ source('lake', 'reference_parquet') }}
-    {%- else -%}
-        select cast(null as varchar) as filename
-        where false
-    {%- endif %}
-
-),
-
-csv_files as (
-
-    {% if has_csv -%}
-        select * from {{ source('lake', 'reference_csv') }}
-    {%- else -%}
-        select cast(null as varchar) as filename
-        where false
-    {%- endif %}
-
-),
-
-unioned as (
-
-    select * from parquet_files
-    union all by name
-    select * from csv_files
+    {{ reference_files_by_name(
+        source('lake', 'reference_parquet') if has_parquet else none,
+        source('lake', 'reference_csv') if has_csv else none
+    ) }}
 
 )
 
@@ -40,5 +19,5 @@ select
     regexp_extract(filename, 'reference/[^/]+/([^/]+)/[^/]+$', 1) as model_version,
     filename as reference_file,
     ---------- one column per feature, then prediction and confidence when present
-    * exclude (filename)
+    {{ star_except('unioned', ['filename'], spark_reference_columns() | map(attribute=0) | list) }}
 from unioned

@@ -1,9 +1,19 @@
+{#- No registry yet reads as no rows (on Spark, no table is made for an empty glob). -#}
+{%- set has_registry = lake_has_files('registry/*/*.json') -%}
+
 -- One row per model version in the registry (registry/<model>/<version>.json). Model and
 -- version come from the document, else from its path; if two documents claim the same
 -- version, the one at the first path wins.
 with registry_files as (
 
-    select * from {{ source('lake', 'registry') }}
+    {% if has_registry -%}
+        select * from {{ source('lake', 'registry') }}
+    {%- else -%}
+        select
+            cast(null as string) as filename,
+            cast(null as string) as content
+        where false
+    {%- endif %}
 
 ),
 
@@ -11,10 +21,9 @@ parsed as (
 
     select
         filename as registry_path,
-        try_cast(content as json) as entry,
-        regexp_extract(
-            filename, 'registry/([^/]+)/([^/]+)\.json$', ['model', 'version']
-        ) as path_parts
+        {{ try_json('content') }} as entry,
+        regexp_extract(filename, 'registry/([^/]+)/([^/]+)[.]json$', 1) as path_model,
+        regexp_extract(filename, 'registry/([^/]+)/([^/]+)[.]json$', 2) as path_version
     from registry_files
 
 ),
@@ -23,21 +32,41 @@ entries as (
 
     select
         ---------- ids
-        coalesce(entry ->> 'model', nullif(path_parts.model, '')) as model,
+        coalesce({{ json_text('entry', 'model') }}, nullif(path_model, '')) as model,
         coalesce(
-            entry ->> 'version', entry ->> 'model_version', nullif(path_parts.version, '')
+            {{ json_text('entry', 'version') }},
+            {{ json_text('entry', 'model_version') }},
+            nullif(path_version, '')
         ) as model_version,
         ---------- lineage
-        entry ->> 'git_commit' as git_commit,
-        entry ->> 'training_data_hash' as training_data_hash,
-        try_cast(entry ->> 'deployed_at' as timestamptz) at time zone 'UTC' as deployed_at,
-        entry -> 'training_metrics' as training_metrics,
-        entry -> 'params' as params,
+        {{ json_text('entry', 'git_commit') }} as git_commit,
+        {{ json_text('entry', 'training_data_hash') }} as training_data_hash,
+        {{ try_utc_timestamp(json_text('entry', 'deployed_at')) }} as deployed_at,
+        {{ json_member('entry', 'training_metrics') }} as training_metrics,
+        {{ json_member('entry', 'params') }} as params,
         registry_path
     from parsed
 
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (partition by model, model_version order by registry_path) as path_rank
+    from entries
+    where model is not null and model_version is not null
+
 )
 
-select * from entries
-where model is not null and model_version is not null
-qualify row_number() over (partition by model, model_version order by registry_path) = 1
+select
+    model,
+    model_version,
+    git_commit,
+    training_data_hash,
+    deployed_at,
+    training_metrics,
+    params,
+    registry_path
+from ranked
+where path_rank = 1
