@@ -21,7 +21,7 @@ pytestmark = pytest.mark.superset
 
 DASHBOARD_FILES = (
     "inference_overview", "inputs_outputs", "errors", "clients_usage", "models_lineage",
-    "data_quality",
+    "data_quality", "fairness",
 )  # fmt: skip
 #: Admin-only dashboards (the audit trail, tests/test_governance.py): no filters, no roles.
 ADMIN_ONLY_FILES = ("audit",)

@@ -154,6 +154,9 @@ def ingest(settings: Settings, lake: Lake, objects: list[dict], run_id: str) -> 
         report.objects, report.lines_read, report.lines_loaded, report.lines_quarantined,
         report.lines_blank, report.seconds,
     )  # fmt: skip
+    if report.label_objects:
+        log.info("ingested %d label objects: %d labels loaded, %d quarantined",
+                 report.label_objects, report.labels_loaded, report.labels_quarantined)  # fmt: skip
     return report.as_dict()
 
 

@@ -8,7 +8,18 @@
   one gzip object is truncated to ~70% of its bytes (a producer that died mid-upload).
 - ``reference/<model>/<version>/reference.parquet``: 5000 rows from the training (pre-drift)
   distribution: one column per input feature plus ``prediction`` and ``confidence``.
-- ``registry/<model>/<version>.json``: commit, training data hash, deployment time, metrics.
+- ``registry/<model>/<version>.json``: commit, training data hash, deployment time, metrics
+  (the classifiers' ``accuracy``, ``f1_macro`` and ``ece`` measured on the reference rows
+  against their ground truth, beside the model card's own figures).
+- ``labels/<model>/<YYYY>/<MM>/<DD>/part-0.jsonl``: delayed ground truth (docs/labels.md) for
+  a share of the classifiers' events, one object per model and day of *arrival*: fraud
+  chargebacks after days (median 4), churn outcomes after weeks (median 10); a label due after
+  the period's end is not written (yet), so coverage falls towards the end; every fourth
+  label object has one broken line (``summary.json`` → ``labels.malformed``). Labels draw from
+  their own random streams: the raw logs are the same with or without them. A concept drift
+  changes ``fraud_detector`` v3's ground truth (not its inputs) on some days:
+  ``summary.json`` → ``concept_drift``; and the fraud model under-serves one country all along
+  (``fairness_gap``).
 
 and, into ``truth_dir`` (a local folder), what a correct reader must find: ``daily.csv``,
 ``hourly.csv``, ``malformed.csv``, ``objects.csv``, ``duplicates.csv`` (the ~50 events
@@ -1066,6 +1077,8 @@ class HourResult:
     truncated: dict[str, Any] | None = None
     lost_events: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (event_id, object key)
+    #: (model, labeled_at in µs, label line) of the hour's events that get a label in time
+    labels: list[tuple[str, np.ndarray, list[str]]] = field(default_factory=list)
 
 
 def _duplicate_event(plan: Plan, k: int) -> tuple[Events, str]:
@@ -1109,7 +1122,133 @@ def _simulate_hour(plan: Plan, hour: int, lake: Lake) -> HourResult:
             _write_object(lake, plan, slot, obj, accepted, result)
         for events, ok in truth_events:
             _aggregate(spec, hour_text, events, ok, result)
+        if spec.name in LABEL_DELAYS:
+            result.labels.append(_labels(plan, spec, m, ev, accepted))
     return result
+
+
+# ---------------------------------------------------------------- ground truth (labels/)
+#: model -> (share of events that ever get a label, median delay in days, lognormal sigma)
+LABEL_DELAYS = {CHURN.name: (0.6, 10.0, 0.5), FRAUD.name: (0.8, 4.0, 0.6)}
+LABEL_SOURCES = {CHURN.name: ("billing", "billing"), FRAUD.name: ("cleared", "chargeback")}
+#: The concept drift: fraud moves to card-present transactions. The ground truth's
+#: card_present effect flips sign; inputs (and so predictions) are unchanged.
+CONCEPT_DRIFT_MODEL, CONCEPT_DRIFT_VERSION = FRAUD.name, "v3"
+CONCEPT_DRIFT_EFFECT = (-1.2, 1.6)  # card_present coefficient before, during
+CONCEPT_DRIFT_SPAN = (0.35, 0.65)  # of the period, floored to whole days
+#: A segment the fraud model under-serves throughout: fraud in one country follows a pattern
+#: the model never learnt (its accuracy there is ~0.65 against ~0.93 elsewhere).
+FAIRNESS_GAP_COUNTRY, FAIRNESS_GAP_EFFECT = "IN", 2.0
+
+
+def _concept_drift_days(plan: Plan) -> tuple[int, int]:
+    period_us = plan.hours * HOUR_US
+    first = max(_floor_day(plan.start_us + int(period_us * CONCEPT_DRIFT_SPAN[0])), plan.start_us)
+    end = _floor_day(plan.start_us + int(period_us * CONCEPT_DRIFT_SPAN[1]))
+    return first, max(end, first)
+
+
+def _true_labels(
+    rng: np.random.Generator, spec: ModelSpec, feats: dict[str, np.ndarray], drifted: np.ndarray
+) -> np.ndarray:
+    """Ground-truth label codes: the relation the model learnt, without its noise (the truth
+    is a coin flip with that probability); ``drifted`` rows follow the drifted concept."""
+    if spec is CHURN:
+        z = (
+            -0.6
+            - 0.045 * feats["tenure_months"]
+            + 0.035 * (feats["monthly_charges"] - CHARGES_MEAN)
+            + np.array([0.35, 0.0, -0.45])[feats["plan"]]
+        )
+    else:
+        merchant_effect = np.array([0.0, 0.9, 0.6, 0.1, 1.1, 0.3, 0.0])[feats["merchant_category"]]
+        card = np.where(drifted, CONCEPT_DRIFT_EFFECT[1], CONCEPT_DRIFT_EFFECT[0])
+        gap = feats["country"] == COUNTRIES.index(FAIRNESS_GAP_COUNTRY)
+        z = (
+            -2.2
+            + 0.9 * np.log(feats["amount"] / 40.0)
+            + merchant_effect
+            + card * feats["card_present"]
+            + FAIRNESS_GAP_EFFECT * gap
+        )
+    return (rng.random(len(z)) < _sigmoid(1.5 * z)).astype(np.int64)
+
+
+def _labels(
+    plan: Plan, spec: ModelSpec, m: int, ev: Events, accepted: np.ndarray
+) -> tuple[str, np.ndarray, list[str]]:
+    """Label lines for the accepted events of one chunk that get one before the period ends."""
+    rng = np.random.default_rng([plan.seed, 6, ev["hour"], m])  # never the raw logs' stream
+    n = ev["n"]
+    share, median_days, sigma = LABEL_DELAYS[spec.name]
+    first, end = _concept_drift_days(plan)
+    drifted = (
+        (ev["t_us"] >= first) & (ev["t_us"] < end) & (ev["version"] == 0)
+        if (spec.name, spec.versions[0]) == (CONCEPT_DRIFT_MODEL, CONCEPT_DRIFT_VERSION)
+        else np.zeros(n, dtype=bool)
+    )
+    truth = _true_labels(rng, spec, ev["features"], drifted)
+    gets_label = rng.random(n) < share
+    delay = np.maximum(rng.lognormal(np.log(median_days), sigma, n) * DAY_US, HOUR_US)
+    labeled_at = ev["t_us"] + delay.astype(np.int64)
+    keep = accepted[:n] & gets_label & (labeled_at < plan.start_us + plan.hours * HOUR_US)
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        return spec.name, np.zeros(0, dtype=np.int64), []
+    uuids = _uuids(ev["eid_bytes"][idx])
+    requests = _hex_rows(ev["request"][idx].astype(">u8").view(np.uint8).reshape(len(idx), 8))
+    sources = LABEL_SOURCES[spec.name]
+    lines = []
+    for j, i in enumerate(idx.tolist()):
+        key = (
+            f'"event_id": "{uuids[j]}"'
+            if ev["has_eid"][i]
+            else f'"request_id": "req-{requests[j]}"'
+        )
+        lines.append(
+            f'{{{key}, "label": {spec.labels[truth[i]]}, '
+            f'"labeled_at": "{_iso(int(labeled_at[i]))}", "source": "{sources[truth[i]]}"}}'
+        )
+    return spec.name, labeled_at[idx], lines
+
+
+#: A broken line in every fourth label object (in key order), by turns: what label producers
+#: get wrong. Ingest quarantines them with a reason (fct_label_quarantine).
+MALFORMED_LABEL_EVERY = 4
+MALFORMED_LABELS = (
+    ("missing_label", '{{"event_id": "{key}", "labeled_at": "{at}", "source": "export"}}'),
+    ("bad_labeled_at", '{{"event_id": "{key}", "label": "unknown", "labeled_at": "yesterday"}}'),
+    ("invalid_json", '{{"event_id": "{key}", "label": tru'),
+)
+
+
+def _write_labels(lake: Lake, batches: list[tuple[str, np.ndarray, list[str]]]) -> dict:
+    """One object per model and UTC day of arrival, lines in arrival order; counts per model,
+    and the broken lines written (object key, line number, kind)."""
+    by_object: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    for model, labeled_at, lines in batches:
+        for t, line in zip(labeled_at.tolist(), lines, strict=True):
+            stamp = datetime.fromtimestamp(t / 1e6, tz=UTC).strftime("%Y/%m/%d")
+            by_object[f"labels/{model}/{stamp}/part-0.jsonl"].append((t, line))
+        counts[model] += len(lines)
+    malformed = []
+    for number, (key, rows) in enumerate(sorted(by_object.items())):
+        rows.sort()
+        lines = [line for _, line in rows]
+        if number % MALFORMED_LABEL_EVERY == 0:
+            kind, template = MALFORMED_LABELS[
+                number // MALFORMED_LABEL_EVERY % len(MALFORMED_LABELS)
+            ]
+            at = len(lines) // 2
+            lines.insert(at, template.format(key=f"broken-{number}", at=_iso(rows[0][0])))
+            malformed.append({"object_key": key, "line_number": at + 1, "kind": kind})
+        lake.write_bytes(key, ("\n".join(lines) + "\n").encode())
+    return {
+        "objects": len(by_object),
+        "labels_by_model": dict(sorted(counts.items())),
+        "malformed": malformed,
+    }
 
 
 def _choose_malformed(rng: np.random.Generator, n: int, forced: list[str]) -> np.ndarray:
@@ -1258,6 +1397,44 @@ def _reference_table(spec: ModelSpec, v: int, seed: int) -> pa.Table:
     return pa.table(columns)
 
 
+def _holdout_metrics(spec: ModelSpec, v: int, seed: int) -> dict[str, float]:
+    """Accuracy, macro F1 and calibration error (10 equal-width confidence bins) of the
+    version's predictions on its reference rows against their ground truth: the figures the
+    production metrics are compared with (mart_model_performance_daily). Empty for a model
+    without labels. Its own random stream: the reference file is unchanged."""
+    if spec.name not in LABEL_DELAYS:
+        return {}
+    rng = np.random.default_rng([seed, 3, MODELS.index(spec), v])
+    feats = FEATURE_FUNCTIONS[spec.name](rng, np.zeros(REFERENCE_ROWS, dtype=bool))
+    predicted, confidence = _predict(rng, spec, feats, np.full(REFERENCE_ROWS, v))
+    truth = _true_labels(
+        np.random.default_rng([seed, 5, MODELS.index(spec), v]), spec, feats,
+        np.zeros(REFERENCE_ROWS, dtype=bool),
+    )  # fmt: skip
+    f1 = []
+    for code in range(len(spec.labels)):
+        tp = int(np.sum((predicted == code) & (truth == code)))
+        fp = int(np.sum((predicted == code) & (truth != code)))
+        fn = int(np.sum((predicted != code) & (truth == code)))
+        f1.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    bins = np.minimum((confidence * 10).astype(np.int64), 9)
+    correct = predicted == truth
+    ece = (
+        sum(
+            abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.sum(bins == b)
+            for b in range(10)
+            if np.any(bins == b)
+        )
+        / REFERENCE_ROWS
+    )
+    return {
+        "accuracy": round(float(correct.mean()), 4),
+        "f1_macro": round(float(np.mean(f1)), 4),
+        "ece": round(float(ece), 4),
+        "holdout_rows": REFERENCE_ROWS,
+    }
+
+
 def _write_model_assets(lake: Lake, plan: Plan) -> None:
     for spec in MODELS:
         for v, version in enumerate(spec.versions):
@@ -1268,7 +1445,10 @@ def _write_model_assets(lake: Lake, plan: Plan) -> None:
                 "model": spec.name,
                 "version": version,
                 **plan.metadata[spec.name, version],
-                "training_metrics": TRAINING_METRICS[spec.name, version],
+                "training_metrics": {
+                    **TRAINING_METRICS[spec.name, version],
+                    **_holdout_metrics(spec, v, plan.seed),
+                },
                 "params": PARAMS[spec.name],
             }
             text = json.dumps(entry, indent=2) + "\n"
@@ -1389,6 +1569,7 @@ def simulate(
         result = _simulate_hour(plan, hour, lake)
         truth.add(result)
         _add_totals(totals, result)
+        totals.labels += result.labels
         truth.close_days_before(_iso(plan.hour_start_us(hour + 1))[:10])
         if progress and ((hour + 1) % PROGRESS_EVERY_HOURS == 0 or hour + 1 == hours):
             progress(
@@ -1398,6 +1579,26 @@ def simulate(
     truth.close_days_before(None)
     truth.write(truth_dir)
     summary = _summary(plan, start, end, events, truth, totals)
+    summary["labels"] = _write_labels(lake, totals.labels)
+    first, last = _concept_drift_days(plan)
+    summary["concept_drift"] = {
+        "model": CONCEPT_DRIFT_MODEL,
+        "model_version": CONCEPT_DRIFT_VERSION,
+        "start": _iso(first),
+        "end": _iso(last),
+        "inputs_changed": False,
+        "ground_truth": {
+            "feature": "card_present",
+            "effect_before": CONCEPT_DRIFT_EFFECT[0],
+            "effect_during": CONCEPT_DRIFT_EFFECT[1],
+        },
+    }
+    summary["fairness_gap"] = {
+        "model": FRAUD.name,
+        "segment_feature": "country",
+        "segment": FAIRNESS_GAP_COUNTRY,
+        "ground_truth_effect": FAIRNESS_GAP_EFFECT,
+    }
     (truth_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

@@ -41,6 +41,9 @@ class Alert:
     details: dict = field(default_factory=dict)
     #: About the present (stale data, a failed run), not a past period: never "too old to send".
     current: bool = False
+    #: When the evidence became known, if later than the period (ground truth arrives weeks
+    #: after the predictions it judges): the alert's age counts from here.
+    known_at: datetime | None = None
 
     @property
     def dedupe_key(self) -> str:
@@ -174,6 +177,103 @@ def anomaly_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
     return alerts
 
 
+#: Absolute floors of the performance_below rule: parameter → (column, fires when below).
+PERFORMANCE_FLOORS = {
+    "min_accuracy": ("accuracy", True),
+    "min_f1_macro": ("f1_macro", True),
+    "max_mae": ("mae", False),
+}
+STATUS_RANK = {"stable": 0, "warning": 1, "drift": 2}
+
+
+def performance_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """A version and prediction day whose labelled quality fell below its training-time figure
+    (concept-drift status at or above ``status``) or below an absolute floor of the model's."""
+    alerts = []
+    for row in _rows(con, "select * from mart_model_performance_daily order by all"):
+        params = rules.rule("performance_below", row["model"])
+        if params is None or row["labelled_predictions"] < params.get("min_labels", 0):
+            continue
+        metric = "mae" if row["task"] == "regression" else "accuracy"
+        value, threshold, why = row[metric], None, None
+        wanted = STATUS_RANK.get(params.get("status", "drift"), 2)
+        if STATUS_RANK.get(row["concept_drift_status"], -1) >= wanted:
+            training = row[f"training_{metric}"]
+            tolerance = row["drift_tolerance" if wanted == 2 else "warning_tolerance"]
+            threshold = (training - tolerance if metric == "accuracy"
+                         else training * (1 + tolerance))  # fmt: skip
+            why = f"{row['concept_drift_status']} against training {metric} {training:.3f}"
+        else:
+            for name, (column, below) in PERFORMANCE_FLOORS.items():
+                limit, got = params.get(name), row[column]
+                if (
+                    limit is not None
+                    and got is not None
+                    and (got < limit if below else got > limit)
+                ):
+                    metric, value, threshold = column, got, float(limit)
+                    why = f"{'under' if below else 'over'} the floor of {limit}"
+                    break
+        if why is None or value is None:
+            continue
+        alerts.append(Alert(
+            rule="performance_below", model=row["model"], model_version=row["model_version"],
+            metric=metric,
+            period_start=datetime.combine(row["day"], datetime.min.time()), period_grain="day",
+            value=float(value), threshold=float(threshold),
+            baseline_kind="training_reference",
+            baseline_value=None if row[f"training_{metric}"] is None
+            else float(row[f"training_{metric}"]),
+            message=(f"{metric} {value:.3f} on {row['labelled_predictions']} labelled predictions "
+                     f"({row['label_coverage']:.0%} of the day): {why}"),
+            severity="critical", known_at=row["newest_labeled_at"],
+            details={"labelled_predictions": int(row["labelled_predictions"]),
+                     "label_coverage": float(row["label_coverage"]),
+                     "concept_drift_status": row["concept_drift_status"]},
+        ))  # fmt: skip
+    return alerts
+
+
+def fairness_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """One alert per version and day with a segment (enough labels) whose ratio to the best
+    segment of its feature is under the rule's ``floor``; too few labels never fire."""
+    alerts = []
+    rows = _rows(con, "select * from mart_fairness_daily order by model, model_version, day, "
+                      "segment_feature, segment")  # fmt: skip
+    known_at = {
+        (r["model"], r["model_version"], r["day"]): r["newest_labeled_at"]
+        for r in _rows(con, "select model, model_version, day, newest_labeled_at "
+                            "from mart_model_performance_daily")
+    } if "mart_model_performance_daily" in _tables(con) else {}  # fmt: skip
+    by_day: dict[tuple, list[tuple[str, dict, float]]] = {}
+    for row in rows:
+        params = rules.rule("fairness_ratio", row["model"])
+        if params is None:
+            continue
+        for metric in params.get("metrics") or ["accuracy_ratio"]:
+            ratio = row.get(metric)
+            if ratio is not None and ratio < params["floor"]:
+                key = (row["model"], row["model_version"], row["day"])
+                by_day.setdefault(key, []).append((metric, row, float(ratio)))
+    for (model, version, day), hits in by_day.items():
+        params = rules.rule("fairness_ratio", model)
+        metric, worst, ratio = min(hits, key=lambda h: h[2])
+        names = ", ".join(f"{r['segment_feature']}={r['segment']} ({m} {x:.2f})"
+                          for m, r, x in hits)  # fmt: skip
+        alerts.append(Alert(
+            rule="fairness_ratio", model=model, model_version=version, metric=metric,
+            period_start=datetime.combine(day, datetime.min.time()), period_grain="day",
+            value=ratio, threshold=float(params["floor"]), baseline_kind="fixed_limit",
+            baseline_value=1.0, known_at=known_at.get((model, version, day)),
+            message=f"segments under {params['floor']:.0%} of the best segment: {names}",
+            details={"segments": [{"feature": r["segment_feature"], "segment": r["segment"],
+                                   "metric": m, "ratio": x,
+                                   "labelled_predictions": int(r["labelled_predictions"])}
+                                  for m, r, x in hits]},
+        ))  # fmt: skip
+    return alerts
+
+
 def stale_alerts(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> list[Alert]:
     """A model whose newest event is older than ``max_age_hours`` at ``as_of`` (naive UTC).
 
@@ -211,4 +311,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> l
         alerts += anomaly_alerts(con, rules)
     if "mart_inference_hourly" in tables:
         alerts += stale_alerts(con, rules, as_of)
+    if "mart_model_performance_daily" in tables:
+        alerts += performance_alerts(con, rules)
+    if "mart_fairness_daily" in tables:
+        alerts += fairness_alerts(con, rules)
     return alerts

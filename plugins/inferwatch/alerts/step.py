@@ -54,7 +54,7 @@ def record_and_send(
         done.add(alert.dedupe_key)
         row = {**alert.as_dict(), "dashboard_url": dashboard_url(settings, rules, alert.rule),
                "run_id": run_id, "evaluated_at": _utc_now(), "channels": ""}  # fmt: skip
-        too_old = alert.period_start < oldest and not alert.current
+        too_old = (alert.known_at or alert.period_start) < oldest and not alert.current
         row["status"] = "suppressed_old" if too_old else "pending"
         rows.append(row)
         if row["status"] == "pending":

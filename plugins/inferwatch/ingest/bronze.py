@@ -4,6 +4,9 @@ Objects are processed in chunks of bounded size: fetched and inflated in threads
 the GIL), parsed together in one DuckDB statement, and written as one immutable file set per
 chunk: ``bronze/events/batch=<id>/<chunk>.parquet``, ``quarantine/batch=<id>/<chunk>.parquet``,
 then ``bronze/manifest/batch=<id>/<chunk>.parquet`` last, which is what commits the chunk.
+
+Ground-truth label objects (``labels/``, docs/labels.md) go the same way through the label
+contract's parser, into ``bronze/labels/{rows,quarantine,manifest}/batch=<id>/<chunk>.parquet``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ from inferwatch.config import Settings
 from inferwatch.ingest.lines import Decoded, decompress, lines_table
 from inferwatch.ingest.manifest import (
     EVENTS_PREFIX,
+    LABEL_MANIFEST_PREFIX,
+    LABEL_QUARANTINE_PREFIX,
+    LABEL_ROWS_PREFIX,
     MANIFEST_PREFIX,
     MANIFEST_SCHEMA,
     QUARANTINE_PREFIX,
+    is_label_key,
 )
-from inferwatch.ingest.parse import parse
+from inferwatch.ingest.parse import parse, parse_labels
 from inferwatch.ingest.pii import hash_user_id
 from inferwatch.lake import Lake, ObjectInfo
 
@@ -49,6 +56,27 @@ EVENT_COLUMNS = """
     resources, model_metadata, usage, schema_version, extra,
     object_key, line_number, batch_id, ingested_at
 """
+LABEL_COLUMNS = """
+    event_id, request_id, model, model_version, label, labeled_at, label_source, comment,
+    schema_version, extra, object_key, line_number, batch_id, ingested_at
+"""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one kind of lake object lands: its row columns and bronze prefixes."""
+
+    rows_prefix: str
+    quarantine_prefix: str
+    manifest_prefix: str
+    columns: str
+    order_by: str
+
+
+EVENTS = Target(EVENTS_PREFIX, QUARANTINE_PREFIX, MANIFEST_PREFIX, EVENT_COLUMNS, "event_ts")
+LABELS = Target(
+    LABEL_ROWS_PREFIX, LABEL_QUARANTINE_PREFIX, LABEL_MANIFEST_PREFIX, LABEL_COLUMNS, "labeled_at"
+)
 
 
 @dataclass
@@ -63,6 +91,10 @@ class IngestReport:
     truncated_objects: list[str] = field(default_factory=list)
     days: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    #: Ground-truth label objects (counted apart: the figures above are the inference log's).
+    label_objects: int = 0
+    labels_loaded: int = 0
+    labels_quarantined: int = 0
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -104,9 +136,12 @@ def ingest(
     started = time.monotonic()
     report = IngestReport(batch_id=batch_id)
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
-    planned = list(chunks(objects))
+    logs = [o for o in objects if not is_label_key(o.key)]
+    labels = [o for o in objects if is_label_key(o.key)]
+    planned = [(EVENTS, chunk) for chunk in chunks(logs)]
+    planned += [(LABELS, chunk) for chunk in chunks(labels)]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for number, chunk in enumerate(planned):
+        for number, (target, chunk) in enumerate(planned):
             fetched = list(pool.map(lambda o: _fetch(lake, o), chunk))
             chunk = [o for o, d in zip(chunk, fetched, strict=True) if d is not None]
             decoded = [d for d in fetched if d is not None]
@@ -116,7 +151,7 @@ def ingest(
                 lake, chunk, decoded, report,
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
-                producers=producers,
+                producers=producers, target=target,
             )  # fmt: skip
             if progress:
                 progress(
@@ -149,23 +184,32 @@ def _ingest_chunk(
     work_dir: Path,
     threads: int,
     producers: ProducerMap | None = None,
+    target: Target = EVENTS,
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
-        parse_lines(con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key)
+        if target is LABELS:
+            con.register("raw_lines", lines_table(decoded))
+            parse_labels(con, "raw_lines")
+            hashes = ""
+        else:
+            parse_lines(
+                con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key
+            )
+            hashes = "left join user_hashes using (user_id)"
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
 
         events = Path(tmp) / "events.parquet"
         con.execute(f"""
             copy (
-                select {EVENT_COLUMNS}
+                select {target.columns}
                 from parsed
                 cross join batch_info
-                left join user_hashes using (user_id)
+                {hashes}
                 where not is_blank and reason is null and not is_merged
-                order by event_ts
+                order by {target.order_by}
             ) to '{events}' (format parquet, compression zstd)
         """)
         quarantine = Path(tmp) / "quarantine.parquet"
@@ -187,10 +231,14 @@ def _ingest_chunk(
                    count(*) filter (is_merged) as lines_merged
             from parsed group by object_key
         """).fetchall()
-        days = con.execute(
-            "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
-            "where not is_blank and reason is null and not is_merged"
-        ).fetchall()
+        days = (
+            []
+            if target is LABELS
+            else con.execute(
+                "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
+                "where not is_blank and reason is null and not is_merged"
+            ).fetchall()
+        )
 
         rows = _manifest_rows(chunk, decoded, stats, report.batch_id, chunk_name, ingested_at)
         manifest = Path(tmp) / "manifest.parquet"
@@ -198,10 +246,15 @@ def _ingest_chunk(
 
         # Order matters: the manifest commits the chunk, so it lands last.
         part = f"batch={report.batch_id}/{chunk_name}.parquet"
-        lake.move_in(str(events), f"{EVENTS_PREFIX}/{part}")
-        lake.move_in(str(quarantine), f"{QUARANTINE_PREFIX}/{part}")
-        lake.move_in(str(manifest), f"{MANIFEST_PREFIX}/{part}")
+        lake.move_in(str(events), f"{target.rows_prefix}/{part}")
+        lake.move_in(str(quarantine), f"{target.quarantine_prefix}/{part}")
+        lake.move_in(str(manifest), f"{target.manifest_prefix}/{part}")
 
+    if target is LABELS:
+        report.label_objects += len(rows)
+        report.labels_loaded += sum(row["lines_loaded"] for row in rows)
+        report.labels_quarantined += sum(row["lines_quarantined"] for row in rows)
+        return
     for row in rows:
         report.objects += 1
         report.lines_read += row["lines_read"]

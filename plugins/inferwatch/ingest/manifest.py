@@ -22,6 +22,18 @@ RAW_PREFIX = "raw"
 MANIFEST_PREFIX = "bronze/manifest"
 EVENTS_PREFIX = "bronze/events"
 QUARANTINE_PREFIX = "quarantine"
+#: Ground-truth labels (docs/labels.md): producers write ``labels/``; ingest keeps the same
+#: three file sets for them, apart from the inference log's so neither changes the other.
+LABELS_PREFIX = "labels"
+LABEL_ROWS_PREFIX = "bronze/labels/rows"
+LABEL_MANIFEST_PREFIX = "bronze/labels/manifest"
+LABEL_QUARANTINE_PREFIX = "bronze/labels/quarantine"
+
+
+def is_label_key(key: str) -> bool:
+    """Whether an object key is a ground-truth label object (under ``labels/``)."""
+    return key.startswith(LABELS_PREFIX + "/")
+
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -47,9 +59,10 @@ MANIFEST_SCHEMA = pa.schema(
 )
 
 
-def read_manifest(lake: Lake) -> pa.Table:
-    """Every manifest row ever written (all versions of every object)."""
-    files = [o.key for o in lake.list(MANIFEST_PREFIX) if o.key.endswith(".parquet")]
+def read_manifest(lake: Lake, prefix: str = MANIFEST_PREFIX) -> pa.Table:
+    """Every manifest row ever written (all versions of every object); ``prefix`` picks the
+    inference log's manifest (default) or the labels' (``LABEL_MANIFEST_PREFIX``)."""
+    files = [o.key for o in lake.list(prefix) if o.key.endswith(".parquet")]
     if not files:
         return MANIFEST_SCHEMA.empty_table()
     dataset = pads.dataset(
@@ -73,9 +86,10 @@ def current_versions(manifest: pa.Table) -> dict[str, tuple[int, str]]:
 
 
 def discover(lake: Lake) -> list[ObjectInfo]:
-    """Raw objects that are new or were rewritten since they were ingested.
+    """Raw objects that are new or were rewritten since they were ingested, then label objects
+    (``labels/``, :func:`discover_labels`) likewise.
 
-    Ingested objects that are no longer listed are recorded (``ingest.missing``), not an error.
+    Ingested raw objects that are no longer listed are recorded (``ingest.missing``), not an error.
     """
     seen = current_versions(read_manifest(lake))
     listed = [obj for obj in lake.list(RAW_PREFIX) if is_raw_log(obj.key)]
@@ -85,6 +99,17 @@ def discover(lake: Lake) -> list[ObjectInfo]:
         "discovered %d new or changed raw objects (%d already ingested, %d gone from the lake)",
         len(new), len(seen), len(missing),
     )  # fmt: skip
+    return new + discover_labels(lake)
+
+
+def discover_labels(lake: Lake) -> list[ObjectInfo]:
+    """Label objects (``labels/``) that are new or were rewritten since they were ingested."""
+    seen = current_versions(read_manifest(lake, LABEL_MANIFEST_PREFIX))
+    listed = [obj for obj in lake.list(LABELS_PREFIX) if is_raw_log(obj.key)]
+    new = [obj for obj in listed if seen.get(obj.key) != (obj.size, obj.version)]
+    if listed:
+        log.info("discovered %d new or changed label objects (%d already ingested)",
+                 len(new), len(seen))  # fmt: skip
     return new
 
 

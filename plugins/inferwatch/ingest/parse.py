@@ -121,24 +121,11 @@ def _reason(cap: int) -> str:
     return f"case {whens} end"
 
 
-def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
-    paths = ", ".join(sql_literal(f"$.{name}") for name in FIELDS)
-    known = ", ".join(sql_literal(name) for name in FIELDS)
-    ts = F["timestamp"]
-    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
-    # Unknown fields are kept as JSON (scrubbed like the rest), never a reason to reject.
-    unknown = (
-        "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
-        f" e -> e.key not in ({known}))))"
-    )
-    extra = _scrub_object(unknown)
-    error_text = (
-        f"case when {T['error']} = 'OBJECT' then {F['error']} ->> '$.message'"
-        f" when {T['error']} = 'VARCHAR' then {F['error']} ->> '$' end"
-    )
-    return f"""
-create or replace temp table parsed as
-with sized as (
+def _line_ctes(source: str, cap: int, fields: list[str]) -> str:
+    """The CTEs every contract shares: size cap, UTF-8 decoding, blank lines, and one
+    ``json_extract`` of ``fields`` into the list ``f`` (so each line is parsed once)."""
+    paths = ", ".join(sql_literal(f"$.{name}") for name in fields)
+    return f"""sized as (
     select object_key::VARCHAR as object_key, line_number, line,
            octet_length(line) > {cap} as too_long
     from {source}
@@ -161,10 +148,12 @@ extracted as (
                   and json_type(txt) = 'OBJECT'
              then json_extract(txt, [{paths}]) end as f
     from classified
-),
-timed as (
-    select *,
-        case
+)"""
+
+
+def _timestamp_sql(ts: str) -> str:
+    """An RFC 3339 string (any offset) or epoch number (s or ms) as a naive UTC timestamp."""
+    return f"""case
             when json_type({ts}) = 'VARCHAR'
                 then try_cast({ts} ->> '$' as TIMESTAMPTZ) at time zone 'UTC'
             -- epoch seconds and milliseconds told apart by size (DESIGN.md)
@@ -172,7 +161,28 @@ timed as (
                 then try(to_timestamp(try_cast({ts} as DOUBLE) / 1000)) at time zone 'UTC'
             when json_type({ts}) in {NUMBER}
                 then try(to_timestamp(try_cast({ts} as DOUBLE))) at time zone 'UTC'
-        end as event_ts
+        end"""
+
+
+def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
+    known = ", ".join(sql_literal(name) for name in FIELDS)
+    ts = F["timestamp"]
+    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    # Unknown fields are kept as JSON (scrubbed like the rest), never a reason to reject.
+    unknown = (
+        "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
+        f" e -> e.key not in ({known}))))"
+    )
+    extra = _scrub_object(unknown)
+    error_text = (
+        f"case when {T['error']} = 'OBJECT' then {F['error']} ->> '$.message'"
+        f" when {T['error']} = 'VARCHAR' then {F['error']} ->> '$' end"
+    )
+    return f"""
+create or replace temp table parsed as
+with {_line_ctes(source, cap, FIELDS)},
+timed as (
+    select *, {_timestamp_sql(ts)} as event_ts
     from extracted
 ),
 judged as (
@@ -235,3 +245,98 @@ def parse(
     """Create the temp table ``parsed`` from the relation ``source``."""
     con.execute("set TimeZone = 'UTC'")
     con.execute(parse_sql(source, max_line_bytes))
+
+
+# ---------------------------------------------------------------- ground-truth labels
+#: Label contract v1 (docs/labels.md), in the order of the ``f`` list below (1-based in SQL).
+LABEL_FIELDS = [
+    "labeled_at", "event_id", "request_id", "label", "model", "model_version", "source",
+    "comment", "schema_version",
+]  # fmt: skip
+LF = {name: f"f[{i}]" for i, name in enumerate(LABEL_FIELDS, start=1)}
+LT = {name: f"json_type(f[{i}])" for i, name in enumerate(LABEL_FIELDS, start=1)}
+
+
+def _label_present(field: str) -> str:
+    return f"coalesce({LT[field]}, 'NULL') <> 'NULL'"
+
+
+def _label_text(field: str) -> str:
+    return f"case when {_label_present(field)} then {LF[field]} ->> '$' end"
+
+
+def _label_reason(cap: int) -> str:
+    def wrong(field: str, allowed: str) -> str:
+        return f"{_label_present(field)} and {LT[field]} not in {allowed}"
+
+    checks = [
+        (f"line too long (over {cap} bytes)", "too_long"),
+        ("line is not valid UTF-8", "txt is null"),
+        ("invalid JSON", "not json_valid(txt)"),
+        ("not a JSON object", "json_type(txt) <> 'OBJECT'"),
+        ("missing field: labeled_at", f"not {_label_present('labeled_at')}"),
+        ("wrong type: labeled_at", f"{LT['labeled_at']} not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')"),
+        ("unparseable timestamp", "labeled_at is null"),
+        ("missing field: event_id or request_id",
+         f"not {_label_present('event_id')} and not {_label_present('request_id')}"),
+        ("wrong type: event_id (scalar expected)", wrong("event_id", SCALAR)),
+        ("wrong type: request_id (scalar expected)", wrong("request_id", SCALAR)),
+        ("missing field: label", f"not {_label_present('label')}"),
+        ("wrong type: label (string, number or boolean expected)", wrong("label", SCALAR)),
+    ]  # fmt: skip
+    for field in ("model", "model_version", "source", "comment"):
+        checks.append((f"wrong type: {field} (scalar expected)", wrong(field, SCALAR)))
+    whens = "\n".join(f"when {cond} then {sql_literal(reason)}" for reason, cond in checks)
+    return f"case {whens} end"
+
+
+def parse_labels_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
+    """Ground-truth label lines → the temp table ``parsed`` (same line rules, quarantine
+    reasons and PII scrubbing as the inference log; the columns of the label contract)."""
+    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    known = ", ".join(sql_literal(name) for name in LABEL_FIELDS)
+    unknown = (
+        "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
+        f" e -> e.key not in ({known}))))"
+    )
+    return f"""
+create or replace temp table parsed as
+with {_line_ctes(source, cap, LABEL_FIELDS)},
+timed as (
+    select *, {_timestamp_sql(LF["labeled_at"])} as labeled_at
+    from extracted
+),
+judged as (
+    select *, case when is_blank then null else {_label_reason(cap)} end as reason
+    from timed
+)
+select
+    object_key, line_number, is_blank, reason,
+    false as is_merged,  -- no adapter folds label lines together
+    -- the prediction it labels: by event_id, else by request_id
+    {_label_text("event_id")} as event_id,
+    {_label_text("request_id")} as request_id,
+    {_label_text("model")} as model,
+    {_label_text("model_version")} as model_version,
+    -- the label, spelled as bronze spells a prediction (strings unquoted, others as written)
+    case when {LT["label"]} = 'VARCHAR' then {LF["label"]} ->> '$'
+         when {_label_present("label")} then {LF["label"]}::VARCHAR end as label,
+    labeled_at,
+    -- free text, PII-scrubbed by pattern
+    {sql_scrub_text(_label_text("source"))} as label_source,
+    {sql_scrub_text(_label_text("comment"))} as comment,
+    coalesce(try_cast({LF["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
+    case when f is not null then nullif({_scrub_object(unknown)}, '{{}}') end as extra,
+    case when reason is not null and not too_long
+         then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
+    case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256
+from judged
+"""  # noqa: E501
+
+
+def parse_labels(
+    con: duckdb.DuckDBPyConnection, source: str = "lines", max_line_bytes: int | None = None
+) -> None:
+    """Create the temp table ``parsed`` of label lines from the relation ``source``."""
+    con.execute("set TimeZone = 'UTC'")
+    con.execute(parse_labels_sql(source, max_line_bytes))

@@ -1,0 +1,300 @@
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
+{{
+    config(
+        materialized='incremental',
+        unique_key='day',
+        incremental_strategy='delete+insert',
+    )
+}}
+
+-- Production quality per model version and prediction day, from the predictions that have
+-- ground truth: accuracy, macro precision/recall/F1 and calibration error (ECE, 10 equal-width
+-- confidence bins) for classifiers, MAE and RMSE for regressors, beside the training-time
+-- figures of the registry and a concept-drift status. Incremental by the *prediction* day:
+-- a run rebuilds the days new events touch and the days late labels belong to (labels
+-- ingested since the row's source_watermark), and no other.
+with
+{% if is_incremental() %}
+    touched as (
+
+        {{ touched_days(this, ref('fct_inferences')) }}
+        union
+        select event_day from {{ ref('int_labels_joined_to_inferences') }}
+        where label_ingested_at > (
+                select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ this }}
+            )
+
+    ),
+{% endif %}
+
+labelled as (
+
+    select * from {{ ref('int_labels_joined_to_inferences') }}
+    where prediction is not null
+        {% if is_incremental() %}
+            and event_day in (select event_day from touched)
+        {% endif %}
+
+),
+
+predictions as (
+
+    select
+        model,
+        model_version,
+        event_day,
+        count(*) as predictions
+    from {{ ref('fct_inferences') }}
+    where prediction is not null
+        {% if is_incremental() %}
+            and event_day in (select event_day from touched)
+        {% endif %}
+    group by model, model_version, event_day
+
+),
+
+thresholds as (
+
+    select
+        models.model,
+        coalesce(specific.task, defaults.task) as task,
+        coalesce(specific.min_labels, defaults.min_labels) as min_labels,
+        coalesce(specific.warning_tolerance, defaults.warning_tolerance) as warning_tolerance,
+        coalesce(specific.drift_tolerance, defaults.drift_tolerance) as drift_tolerance,
+        coalesce(specific.min_z, defaults.min_z) as min_z
+    from (select distinct model from predictions) as models
+    left join {{ ref('performance_thresholds') }} as specific on models.model = specific.model
+    left join {{ ref('performance_thresholds') }} as defaults on defaults.model = '*'
+
+),
+
+training as (
+
+    select
+        model,
+        model_version,
+        try_cast(training_metrics ->> 'accuracy' as double) as training_accuracy,
+        try_cast(training_metrics ->> 'f1_macro' as double) as training_f1_macro,
+        try_cast(training_metrics ->> 'ece' as double) as training_ece,
+        try_cast(training_metrics ->> 'mae' as double) as training_mae,
+        try_cast(training_metrics ->> 'rmse' as double) as training_rmse
+    from {{ ref('stg_lake__registry') }}
+
+),
+
+classes as (
+
+    select distinct
+        model,
+        model_version,
+        event_day,
+        label as class_label
+    from labelled
+    union
+    select distinct
+        model,
+        model_version,
+        event_day,
+        prediction as class_label
+    from labelled
+
+),
+
+per_class as (
+
+    select
+        classes.model,
+        classes.model_version,
+        classes.event_day,
+        classes.class_label,
+        count(*) filter (
+            where labelled.prediction = classes.class_label
+            and labelled.label = classes.class_label
+        ) as true_positives,
+        count(*) filter (where labelled.prediction = classes.class_label) as predicted,
+        count(*) filter (where labelled.label = classes.class_label) as support
+    from classes
+    inner join labelled
+        on classes.model = labelled.model
+            and classes.model_version = labelled.model_version
+            and classes.event_day = labelled.event_day
+    group by classes.model, classes.model_version, classes.event_day, classes.class_label
+
+),
+
+macro as (
+
+    -- scikit-learn's average='macro' over the classes seen as label or prediction, with
+    -- zero_division=0
+    select
+        model,
+        model_version,
+        event_day,
+        count(*) as classes,
+        avg(coalesce(true_positives / nullif(predicted, 0), 0)) as precision_macro,
+        avg(coalesce(true_positives / nullif(support, 0), 0)) as recall_macro,
+        avg(coalesce(2 * true_positives / nullif(predicted + support, 0), 0)) as f1_macro
+    from per_class
+    group by model, model_version, event_day
+
+),
+
+calibration_bins as (
+
+    select
+        model,
+        model_version,
+        event_day,
+        least(floor(confidence * 10), 9) as confidence_bin,
+        count(*) as bin_rows,
+        avg(case when is_correct then 1.0 else 0.0 end) as bin_accuracy,
+        avg(confidence) as bin_confidence
+    from labelled
+    where confidence is not null
+    group by all
+
+),
+
+calibration as (
+
+    select
+        model,
+        model_version,
+        event_day,
+        sum(bin_rows) as calibration_rows,
+        sum(bin_rows * abs(bin_accuracy - bin_confidence) order by confidence_bin)
+        / sum(bin_rows) as ece
+    from calibration_bins
+    group by model, model_version, event_day
+
+),
+
+daily as (
+
+    select
+        model,
+        model_version,
+        event_day,
+        count(*) as labelled_predictions,
+        count(*) filter (where is_correct) as correct_predictions,
+        avg(label_delay_hours) as label_delay_hours_mean,
+        max(labeled_at) as newest_labeled_at,
+        ---------- regression (rows where both are numbers)
+        count(*) filter (
+            where prediction_value is not null and label_value is not null
+        ) as regression_rows,
+        avg(abs(prediction_value - label_value)) as mae,
+        sqrt(avg((prediction_value - label_value) ^ 2)) as rmse
+    from labelled
+    group by model, model_version, event_day
+
+),
+
+watermarks as (
+
+    -- one watermark for both inputs: every event and label ingested so far is in this build
+    select
+        greatest(
+            coalesce((select max(ingested_at) from {{ ref('fct_inferences') }}), timestamp '1970-01-01'),
+            coalesce((select max(ingested_at) from {{ ref('stg_bronze__labels') }}), timestamp '1970-01-01')
+        ) as source_watermark
+
+),
+
+measured as (
+
+    select
+        ---------- grain
+        predictions.model,
+        predictions.model_version,
+        predictions.event_day as day,
+        thresholds.task,
+        ---------- coverage
+        predictions.predictions,
+        coalesce(daily.labelled_predictions, 0) as labelled_predictions,
+        coalesce(daily.labelled_predictions, 0) / predictions.predictions as label_coverage,
+        daily.label_delay_hours_mean,
+        daily.newest_labeled_at,
+        ---------- classification
+        case when thresholds.task = 'classification'
+                then daily.correct_predictions / daily.labelled_predictions
+        end as accuracy,
+        case when thresholds.task = 'classification' then macro.precision_macro end
+            as precision_macro,
+        case when thresholds.task = 'classification' then macro.recall_macro end as recall_macro,
+        case when thresholds.task = 'classification' then macro.f1_macro end as f1_macro,
+        case when thresholds.task = 'classification' then calibration.ece end as ece,
+        case when thresholds.task = 'classification' then macro.classes end as classes,
+        coalesce(calibration.calibration_rows, 0) as calibration_rows,
+        ---------- regression
+        case when thresholds.task = 'regression' then daily.mae end as mae,
+        case when thresholds.task = 'regression' then daily.rmse end as rmse,
+        coalesce(daily.regression_rows, 0) as regression_rows,
+        ---------- training time
+        training.training_accuracy,
+        training.training_f1_macro,
+        training.training_ece,
+        training.training_mae,
+        training.training_rmse,
+        thresholds.min_labels,
+        thresholds.warning_tolerance,
+        thresholds.drift_tolerance,
+        thresholds.min_z
+    from predictions
+    inner join thresholds on predictions.model = thresholds.model
+    left join daily
+        on predictions.model = daily.model
+            and predictions.model_version = daily.model_version
+            and predictions.event_day = daily.event_day
+    left join macro
+        on predictions.model = macro.model
+            and predictions.model_version = macro.model_version
+            and predictions.event_day = macro.event_day
+    left join calibration
+        on predictions.model = calibration.model
+            and predictions.model_version = calibration.model_version
+            and predictions.event_day = calibration.event_day
+    left join training
+        on predictions.model = training.model
+            and predictions.model_version = training.model_version
+
+),
+
+compared as (
+
+    select
+        *,
+        -- how far production falls short of training: accuracy points, or MAE's relative rise
+        case
+            when task = 'classification' then training_accuracy - accuracy
+            when task = 'regression' then mae / nullif(training_mae, 0) - 1
+        end as shortfall,
+        -- the shortfall in standard errors of a binomial accuracy at the day's label count
+        case
+            when task = 'classification'
+                then (training_accuracy - accuracy)
+                    / nullif(sqrt(training_accuracy * (1 - training_accuracy) / labelled_predictions), 0)
+        end as shortfall_z
+    from measured
+
+),
+
+final as (
+
+    select
+        compared.*,
+        case
+            when labelled_predictions < min_labels then 'insufficient_labels'
+            when shortfall is null then 'no_training_metrics'
+            when shortfall > drift_tolerance and coalesce(shortfall_z >= min_z, true) then 'drift'
+            when shortfall > warning_tolerance and coalesce(shortfall_z >= min_z, true)
+                then 'warning'
+            else 'stable'
+        end as concept_drift_status,
+        watermarks.source_watermark
+    from compared
+    cross join watermarks
+
+)
+
+select * from final

@@ -1,0 +1,44 @@
+{#- No label object ingested yet reads as no rows: DuckDB's readers fail on an empty glob. -#}
+{%- set has_labels = lake_has_files('bronze/labels/manifest/*/*.parquet') -%}
+
+-- The current version of every ingested label object: its newest manifest row (a rewritten
+-- object's new batch replaces the rows of its older ones).
+with manifest as (
+
+    {% if has_labels -%}
+        select * from {{ source('labels', 'manifest') }}
+    {%- else -%}
+        select
+            cast(null as varchar) as object_key,
+            cast(null as varchar) as batch_id,
+            cast(null as varchar) as object_version,
+            cast(null as bigint) as object_size,
+            cast(null as bigint) as lines_read,
+            cast(null as bigint) as lines_loaded,
+            cast(null as bigint) as lines_quarantined,
+            cast(null as bigint) as lines_blank,
+            cast(null as boolean) as truncated,
+            cast(null as timestamp) as ingested_at
+        where false
+    {%- endif %}
+
+)
+
+select
+    ---------- ids
+    object_key,
+    batch_id,
+    object_version,
+    ---------- numerics
+    object_size,
+    lines_read,
+    lines_loaded,
+    lines_quarantined,
+    lines_blank,
+    ---------- flags and times
+    truncated,
+    ingested_at
+from manifest
+qualify row_number() over (
+        partition by object_key order by ingested_at desc, batch_id desc
+    ) = 1
