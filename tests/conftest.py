@@ -117,6 +117,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """For ``make test`` (pytest-xdist, ``--dist loadgroup``): each module runs whole on one
+    worker, so its module fixtures are built once, and every module that uses the session's
+    Superset runs on the same worker, so one Superset starts."""
+    uses_superset = {
+        item.module.__name__ for item in items if "superset_instance" in item.fixturenames
+    }
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("superset" if module in uses_superset else module))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def airflow_metadata_db() -> Path:
     """Migrate the session's Airflow metadata DB once (DagBag and dag.test() need it)."""
