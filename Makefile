@@ -70,7 +70,7 @@ stop:  ## stop the Superset (+ report workers) and Airflow that `make demo` star
 test: setup services  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
-	$(PIPE)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup tests
+	$(PIPE)/bin/python -m pytest -n $(TEST_WORKERS) tests
 
 lint:  ## ruff + sqlfluff
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
@@ -117,16 +118,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """For ``make test`` (pytest-xdist, ``--dist loadgroup``): each module runs whole on one
-    worker, so its module fixtures are built once, and every module that uses the session's
-    Superset runs on the same worker, so one Superset starts."""
-    uses_superset = {
-        item.module.__name__ for item in items if "superset_instance" in item.fixturenames
-    }
-    for item in items:
-        module = item.module.__name__
-        item.add_marker(pytest.mark.xdist_group("superset" if module in uses_superset else module))
+#: Test modules that use the session's Superset (``superset_synced`` or ``superset_instance``).
+SUPERSET_MODULES = frozenset(
+    f"tests/{path.name}"
+    for path in Path(__file__).parent.glob("test_*.py")
+    if re.search(r"\bsuperset_(synced|instance)\b", path.read_text())
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """For ``make test`` (pytest-xdist): each module runs whole on one worker, so its module
+    fixtures are built once, and the modules that use the session's Superset share a worker,
+    so one Superset starts. (xdist's ``--dist loadgroup`` would say this with marks, but it
+    renames node ids through an attribute pytest 9 no longer has.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "superset" if module in SUPERSET_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
