@@ -14,6 +14,9 @@ UV := $(VENV)/uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
 IW := $(PIPE)/bin/inferwatch
+# pytest-xdist workers for `make test`: the suite waits on servers and schedules as much as it
+# computes, so two workers on two cores finish well before one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup spark services browser demo stop test lint lock clean help
 
@@ -79,7 +82,7 @@ stop:  ## stop the Superset (+ report workers) and Airflow that `make demo` star
 test: setup spark services  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
-	$(PIPE)/bin/python -m pytest tests
+	$(PIPE)/bin/python -m pytest -n $(TEST_WORKERS) tests
 
 lint:  ## ruff + sqlfluff
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import socket
 import sys
@@ -115,6 +116,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+#: Test modules that use the session's Superset (``superset_synced`` or ``superset_instance``).
+SUPERSET_MODULES = frozenset(
+    f"tests/{path.name}"
+    for path in Path(__file__).parent.glob("test_*.py")
+    if re.search(r"\bsuperset_(synced|instance)\b", path.read_text())
+)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """For ``make test`` (pytest-xdist): each module runs whole on one worker, so its module
+    fixtures are built once, and the modules that use the session's Superset share a worker,
+    so one Superset starts. (xdist's ``--dist loadgroup`` would say this with marks, but it
+    renames node ids through an attribute pytest 9 no longer has.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "superset" if module in SUPERSET_MODULES else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,13 +1,15 @@
 """kill -9 during each pipeline step, then re-run: the marts equal an uninterrupted run's, no
 event twice, and the served file readers had stayed the last published one throughout.
 
-Each case publishes half the objects first, adds the rest, starts a run in a child process
-and SIGKILLs it a moment into the chosen step (the child announces each step on stdout).
+Each case starts from a copy of one published first half, adds the rest, starts a run in a
+child process and SIGKILLs it a moment into the chosen step (the child announces each step on
+stdout).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,16 +30,34 @@ KILL_AFTER_S = {"ingest": 0.3, "transform": 3.0, "validate": 1.5, "publish": 0.0
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("crash-reference")
+def first_half(tmp_path_factory) -> Path:
+    """A lake with half the objects, built and published once: each case starts from a copy."""
+    root = tmp_path_factory.mktemp("crash-first-half")
     lake = Lake(str(root / "lake"))
-    settings = settings_for(lake.url, root / "state")
-    # The same two runs as each case, without a kill.
     for n in range(OBJECTS // 2):
         lake.write_bytes(key_of(n), raw_object(n))
-    run_steps(settings, lake, "first-half")
+    run_steps(settings_for(lake.url, root / "state"), lake, "first-half")
+    return root
+
+
+def copy_of(first_half: Path, root: Path):
+    """The first-half lake and state copied under ``root`` (the state holds no absolute path
+    that outlives a run: the served file is a copy of the marts, not views over files)."""
+    shutil.copytree(first_half, root, dirs_exist_ok=True)
+    lake = Lake(str(root / "lake"))
+    return settings_for(lake.url, root / "state"), lake
+
+
+def add_second_half(lake: Lake) -> None:
     for n in range(OBJECTS // 2, OBJECTS):
         lake.write_bytes(key_of(n), raw_object(n))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(first_half, tmp_path_factory) -> dict:
+    """The same second run as each case, without a kill."""
+    settings, lake = copy_of(first_half, tmp_path_factory.mktemp("crash-reference"))
+    add_second_half(lake)
     run_steps(settings, lake, "second-half")
     return marts(settings)
 
@@ -50,15 +70,12 @@ def served(settings) -> tuple:
 
 
 @pytest.mark.parametrize("step", sorted(KILL_AFTER_S))
-def test_kill_9_during_a_step_then_rerun_gives_the_same_marts(step, uninterrupted, tmp_path):
-    lake = Lake(str(tmp_path / "lake"))
-    settings = settings_for(lake.url, tmp_path / "state")
-    for n in range(OBJECTS // 2):
-        lake.write_bytes(key_of(n), raw_object(n))
-    run_steps(settings, lake, "first-half")
+def test_kill_9_during_a_step_then_rerun_gives_the_same_marts(
+    step, first_half, uninterrupted, tmp_path
+):
+    settings, lake = copy_of(first_half, tmp_path / "case")
     before = served(settings)
-    for n in range(OBJECTS // 2, OBJECTS):
-        lake.write_bytes(key_of(n), raw_object(n))
+    add_second_half(lake)
 
     env = {
         **os.environ,

@@ -283,17 +283,14 @@ def refresh_superset(settings: Settings) -> bool:
 def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict:
     """Isolation-forest scores of a sample of each touched day's inputs, then the anomaly mart."""
     from inferwatch.anomaly.score import score_days
-    from inferwatch.transform import TransformError, run_dbt
+    from inferwatch.transform import build
 
     if not settings.warehouse_path.exists():
         return {"skipped": True, "files": 0}
     with pipeline_lock(settings, "score anomalies"):
         summary = score_days(lake, settings.warehouse_path, ingest_report.get("days") or [])
         if summary["files"]:
-            outcome = run_dbt(settings, lake, "build", "--select", "stg_lake__anomaly_scores+")
-            if not outcome.success:
-                raise TransformError("dbt build of the anomaly marts failed: "
-                                     + "; ".join(outcome.failures))  # fmt: skip
+            build(settings, lake, select="stg_lake__anomaly_scores+")  # the anomaly marts
     return {"files": summary["files"]}
 
 

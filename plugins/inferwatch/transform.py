@@ -139,10 +139,20 @@ def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str)
     return BuildResult(success=bool(result.success), nodes=nodes, failures=failures)
 
 
-def build(settings: Settings, lake: Lake, *, full_refresh: bool = False) -> BuildResult:
-    """``dbt build`` (models and their tests); raises with the failed nodes named."""
+#: dbt unit tests check SQL logic on fixed inputs, so they belong to CI, not to every run
+#: (dbt's own advice); tests/test_dbt_unit_tests.py runs them.
+PRODUCTION_BUILD = ("--exclude-resource-type", "unit_test")
+
+
+def build(
+    settings: Settings, lake: Lake, *, full_refresh: bool = False, select: str | None = None
+) -> BuildResult:
+    """``dbt build`` (models and their data tests, ``select``ed or all); raises with the failed
+    nodes named."""
     extra = ["--full-refresh"] if full_refresh else []
-    outcome = run_dbt(settings, lake, "build", *extra)
+    if select:
+        extra += ["--select", select]
+    outcome = run_dbt(settings, lake, "build", *PRODUCTION_BUILD, *extra)
     if not outcome.success:
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
     log.info("dbt build: %d nodes ok", outcome.nodes)

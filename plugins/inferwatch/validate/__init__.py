@@ -7,8 +7,14 @@ GX checkpoint that writes Data Docs (:mod:`.checkpoint`). Suites of severity ``c
 the publishing gate; the others publish and are recorded for alerting (:mod:`.results`).
 """
 
-from inferwatch.validate.checkpoint import validate
-from inferwatch.validate.results import ValidationOutcome
-from inferwatch.validate.suites import GATE_SEVERITY, SuiteSpec, load_suite_specs
+import logging
+
+# GX logs ~60 "Skipping registering function ..." lines at INFO while it is imported: noise in
+# every validate task log. Set before the import below.
+logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)
+
+from inferwatch.validate.checkpoint import validate  # noqa: E402
+from inferwatch.validate.results import ValidationOutcome  # noqa: E402
+from inferwatch.validate.suites import GATE_SEVERITY, SuiteSpec, load_suite_specs  # noqa: E402
 
 __all__ = ["GATE_SEVERITY", "SuiteSpec", "ValidationOutcome", "load_suite_specs", "validate"]
