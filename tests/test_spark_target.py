@@ -2,8 +2,8 @@
 from the same bronze (issue 10; docs/scaling.md).
 
 One build per engine of the core marts and everything upstream (seeds and models; data tests
-are left out on both sides to keep the Spark part within a few minutes), over the bronze of the
-session's pipeline run, each into its own folder. Counts must be equal; figures computed in
+are left out on both sides to keep the Spark part within a few minutes), over the bronze of one
+small simulated lake, each into its own folder. Counts must be equal; figures computed in
 floating point may differ by rounding only: Spark's `percentile` is exact like DuckDB's
 `quantile_cont` (same order statistics, same interpolation), so percentiles agree to 1e-9
 relative; the daily latency percentiles from buckets are rounded to 3 decimals (0.001 ms);
@@ -17,19 +17,25 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
-from inferwatch import transform
+from conftest import settings_for
+from inferwatch import pipeline, transform
 from inferwatch.lake import Lake
+from inferwatch.simulate import simulate
 
 pytestmark = pytest.mark.spark
 
 SPARK_DBT = Path(transform.SPARK_DBT_DEFAULT)
 RELATIVE = 1e-9
+#: Four days, the simulator's input drift included (it starts 65 % into any period).
+START, END = datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 5, 5, tzinfo=UTC)
+EVENTS = 8_000
 
 
 def _require_spark() -> None:
@@ -62,16 +68,18 @@ class Builds:
 
 
 @pytest.fixture(scope="module")
-def builds(pipeline_run, tmp_path_factory, request) -> Builds:
-    """The same selection built by each engine over the pipeline run's lake, full refresh."""
+def builds(tmp_path_factory, request) -> Builds:
+    """The same selection built by each engine over one small simulated lake, full refresh.
+    Small on purpose: Spark's cost here is per query (planning, code generation, JVM), and the
+    comparison needs every mart shape, not volume (the benchmarks give volume)."""
     _require_spark()
-    lake = Lake(pipeline_run.settings.lake_url)
-    duck_settings = dataclasses.replace(
-        pipeline_run.settings, data_dir=tmp_path_factory.mktemp("duckdb_target")
-    )
-    spark_settings = dataclasses.replace(
-        pipeline_run.settings, data_dir=tmp_path_factory.mktemp("spark_target")
-    )
+    root = tmp_path_factory.mktemp("spark-lake")
+    simulate(str(root / "lake"), truth_dir=root / "truth", start=START, end=END,
+             events=EVENTS, seed=3)  # fmt: skip
+    lake = Lake(str(root / "lake"))
+    duck_settings = settings_for(lake.url, root / "duckdb_target")
+    pipeline.ingest(duck_settings, lake, pipeline.discover(lake), "spark")
+    spark_settings = settings_for(lake.url, root / "spark_target")
     selection = ["--select", *transform.SPARK_SELECTION]
     no_tests = ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
