@@ -88,3 +88,15 @@
 {% macro spark__kept_by_this_build(existing, events) %}
     and {{ existing }}.event_day not in ({{ touched_days(this, events, 'ingested_at') }})
 {% endmacro %}
+
+
+{# The prediction days a labelled mart rebuilds: the touched days of the events, and the days
+   whose predictions received labels since `relation` was last built (late ground truth). #}
+{% macro touched_prediction_days(relation) %}
+    {{ touched_days(relation, ref('fct_inferences')) }}
+    union
+    select event_day from {{ ref('int_labels_joined_to_inferences') }}
+    where label_ingested_at > (
+        select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
+    )
+{% endmacro %}

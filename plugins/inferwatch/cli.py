@@ -146,6 +146,27 @@ def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
         _run_pipeline(settings)
 
 
+@main.command("spark-build")
+@lake_option
+@data_dir_option
+@click.option("--full-refresh", is_flag=True, help="Rebuild every selected table from bronze.")
+@click.option("--no-data-tests", is_flag=True, help="Seeds and models only, no dbt data tests.")
+def spark_build(lake, data_dir, full_refresh, no_data_tests):
+    """Build the core marts on the Spark target (dbt-spark, `make spark`) from bronze.
+
+    The same dbt models as the DuckDB build; the tables land as Parquet under
+    DATA_DIR/spark/warehouse (docs/scaling.md: which marts, and how to point it at a cluster).
+    Publishing and the dashboards stay on the DuckDB build.
+    """
+    from inferwatch.orchestrate import current_lake
+    from inferwatch.transform import build_spark
+
+    settings = _settings(lake, data_dir)
+    outcome = build_spark(settings, current_lake(settings), full_refresh=full_refresh,
+                          data_tests=not no_data_tests)  # fmt: skip
+    click.echo(json.dumps(outcome.as_dict()))
+
+
 @main.command()
 @lake_option
 @data_dir_option

@@ -17,12 +17,7 @@ with
 {% if is_incremental() %}
     touched as (
 
-        {{ touched_days(this, ref('fct_inferences')) }}
-        union
-        select event_day from {{ ref('int_labels_joined_to_inferences') }}
-        where label_ingested_at > (
-                select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ this }}
-            )
+        {{ touched_prediction_days(this) }}
 
     ),
 {% endif %}
