@@ -80,11 +80,12 @@ def builds(tmp_path_factory, request) -> Builds:
     duck_settings = settings_for(lake.url, root / "duckdb_target")
     pipeline.ingest(duck_settings, lake, pipeline.discover(lake), "spark")
     spark_settings = settings_for(lake.url, root / "spark_target")
-    selection = ["--select", *transform.SPARK_SELECTION]
-    no_tests = ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
 
     started = time.monotonic()
-    duck = transform.run_dbt(duck_settings, lake, "build", "--full-refresh", *selection, *no_tests)
+    selection = " ".join(transform.SPARK_SELECTION)
+    duck = transform.build(
+        duck_settings, lake, full_refresh=True, select=selection, data_tests=False
+    )
     duck_seconds = time.monotonic() - started
     assert duck.success, duck.failures
 

@@ -145,13 +145,16 @@ PRODUCTION_BUILD = ("--exclude-resource-type", "unit_test")
 
 
 def build(
-    settings: Settings, lake: Lake, *, full_refresh: bool = False, select: str | None = None
-) -> BuildResult:
-    """``dbt build`` (models and their data tests, ``select``ed or all); raises with the failed
-    nodes named."""
+    settings: Settings, lake: Lake, *, full_refresh: bool = False, select: str | None = None,
+    data_tests: bool = True,
+) -> BuildResult:  # fmt: skip
+    """``dbt build`` (models and, unless told not to, their data tests; ``select``ed or all);
+    raises with the failed nodes named."""
     extra = ["--full-refresh"] if full_refresh else []
     if select:
         extra += ["--select", select]
+    if not data_tests:
+        extra += ["--exclude-resource-type", "test"]
     outcome = run_dbt(settings, lake, "build", *PRODUCTION_BUILD, *extra)
     if not outcome.success:
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
@@ -339,14 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = build_spark(settings, lake, full_refresh=args.full_refresh,
                               data_tests=not args.no_data_tests, select=select)  # fmt: skip
     else:
-        extra = ["--full-refresh"] if args.full_refresh else []
-        if args.select:
-            extra += ["--select", *args.select]
-        if args.no_data_tests:
-            extra += ["--exclude-resource-type", "test"]
-        outcome = run_dbt(settings, lake, "build", *extra)
-        if not outcome.success:
-            raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
+        outcome = build(settings, lake, full_refresh=args.full_refresh,
+                        select=" ".join(args.select or []) or None,
+                        data_tests=not args.no_data_tests)  # fmt: skip
     elapsed = time.monotonic() - started
     print(json.dumps({"target": target, **outcome.as_dict(), "seconds": round(elapsed, 1)}))
     return 0

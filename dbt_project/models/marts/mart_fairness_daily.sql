@@ -62,12 +62,9 @@ segments as (
 
 positive_classes as (
 
-    select
-        models.model,
-        coalesce(specific.positive_class, defaults.positive_class) as positive_class
-    from (select distinct model from predictions) as models
-    left join {{ ref('performance_thresholds') }} as specific on models.model = specific.model
-    left join {{ ref('performance_thresholds') }} as defaults on defaults.model = '*'
+    {{ model_settings(
+        'performance_thresholds', '(select distinct model from predictions)', ['positive_class'],
+    ) }}
 
 ),
 

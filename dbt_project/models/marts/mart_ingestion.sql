@@ -68,11 +68,7 @@ reconciled as (
         case
             when expired.object_key is not null then 'raw_expired'
             when lake_state.missing_from_lake then 'missing_from_lake'
-            when objects.truncated then 'truncated'
-            when objects.lines_read = 0 then 'empty'
-            when objects.lines_loaded = 0 and objects.lines_quarantined > 0 then 'all_quarantined'
-            when objects.lines_quarantined > 0 then 'loaded_with_quarantine'
-            else 'loaded'
+            else {{ object_read_status('objects') }}
         end as status,
         case
             when expired.object_key is not null

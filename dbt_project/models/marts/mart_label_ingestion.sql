@@ -52,13 +52,7 @@ reconciled as (
         coalesce(matched.labels_matched, 0) as labels_matched,
         coalesce(loaded.labels_loaded, 0) - coalesce(matched.labels_matched, 0)
             as labels_unmatched,
-        case
-            when objects.truncated then 'truncated'
-            when objects.lines_read = 0 then 'empty'
-            when objects.lines_loaded = 0 and objects.lines_quarantined > 0 then 'all_quarantined'
-            when objects.lines_quarantined > 0 then 'loaded_with_quarantine'
-            else 'loaded'
-        end as status,
+        {{ object_read_status('objects') }} as status,
         objects.truncated,
         objects.batch_id,
         objects.ingested_at

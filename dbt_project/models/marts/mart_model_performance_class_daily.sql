@@ -32,11 +32,13 @@ labelled as (
 
 classifiers as (
 
-    select distinct labelled.model
-    from labelled
-    left join {{ ref('performance_thresholds') }} as specific on labelled.model = specific.model
-    left join {{ ref('performance_thresholds') }} as defaults on defaults.model = '*'
-    where coalesce(specific.task, defaults.task) = 'classification'
+    select settings.model
+    from (
+        {{ model_settings(
+            'performance_thresholds', '(select distinct model from labelled)', ['task'],
+        ) }}
+    ) as settings
+    where settings.task = 'classification'
 
 ),
 

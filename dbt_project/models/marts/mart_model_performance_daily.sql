@@ -50,16 +50,10 @@ predictions as (
 
 thresholds as (
 
-    select
-        models.model,
-        coalesce(specific.task, defaults.task) as task,
-        coalesce(specific.min_labels, defaults.min_labels) as min_labels,
-        coalesce(specific.warning_tolerance, defaults.warning_tolerance) as warning_tolerance,
-        coalesce(specific.drift_tolerance, defaults.drift_tolerance) as drift_tolerance,
-        coalesce(specific.min_z, defaults.min_z) as min_z
-    from (select distinct model from predictions) as models
-    left join {{ ref('performance_thresholds') }} as specific on models.model = specific.model
-    left join {{ ref('performance_thresholds') }} as defaults on defaults.model = '*'
+    {{ model_settings(
+        'performance_thresholds', '(select distinct model from predictions)',
+        ['task', 'min_labels', 'warning_tolerance', 'drift_tolerance', 'min_z'],
+    ) }}
 
 ),
 

@@ -164,6 +164,15 @@ def _timestamp_sql(ts: str) -> str:
         end"""
 
 
+def _quarantined_line() -> str:
+    """The raw_line and raw_sha256 columns of both contracts: a rejected line keeps only
+    scrubbed text (DESIGN.md: governance), an over-long one only its hash (scrubbing megabytes
+    per line cannot be trusted to be cheap or complete)."""
+    return f"""case when reason is not null and not too_long
+         then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
+    case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256"""
+
+
 def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
     known = ", ".join(sql_literal(name) for name in FIELDS)
     ts = F["timestamp"]
@@ -230,11 +239,7 @@ select
     {F["usage"]} as usage,
     coalesce(try_cast({F["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
     case when f is not null then nullif({extra}, '{{}}') end as extra,
-    -- quarantine keeps only scrubbed text (DESIGN.md: governance); an over-long line only
-    -- its hash (scrubbing megabytes per line cannot be trusted to be cheap or complete)
-    case when reason is not null and not too_long
-         then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
-    case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256
+    {_quarantined_line()}
 from judged
 """  # noqa: E501
 
@@ -327,9 +332,7 @@ select
     {sql_scrub_text(_label_text("comment"))} as comment,
     coalesce(try_cast({LF["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
     case when f is not null then nullif({_scrub_object(unknown)}, '{{}}') end as extra,
-    case when reason is not null and not too_long
-         then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,
-    case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256
+    {_quarantined_line()}
 from judged
 """  # noqa: E501
 
