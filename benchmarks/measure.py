@@ -7,6 +7,9 @@ Two memory figures per child, because neither alone is enough:
   than the interval can be missed);
 - ``max_rss``: the kernel's exact high-water mark of the largest single process in the tree
   (``ru_maxrss`` from ``wait4`` of the child, which covers the descendants it reaped).
+
+The sampled sums are kept as a timeline (epoch seconds, bytes), so that the peak of one part of
+a long run (one Airflow task of ``inferwatch run``) can be read off it afterwards.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ class Measured:
     load_avg: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and at end
     log: str = ""
     extra: dict = field(default_factory=dict)
+    timeline: list[tuple[float, int]] = field(default_factory=list, repr=False)
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The largest sampled tree RSS between two epoch times (0 if none was sampled)."""
+        return max((rss for t, rss in self.timeline if start <= t <= end), default=0)
 
     @property
     def peak_rss(self) -> int:
@@ -62,6 +70,7 @@ class _TreeSampler(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.samples = 0
+        self.timeline: list[tuple[float, int]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -80,6 +89,7 @@ class _TreeSampler(threading.Thread):
                     total += proc.memory_info().rss
             self.peak = max(self.peak, total)
             self.samples += 1
+            self.timeline.append((time.time(), total))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -138,6 +148,7 @@ def run_measured(
         samples=sampler.samples,
         load_avg=(load_start, os.getloadavg()[0]),
         log=str(log_path),
+        timeline=sampler.timeline,
     )
     if check and returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-40:]

@@ -59,6 +59,12 @@ class Settings:
     alert_webhook_url: str = ""
     alert_rules_path: Path = DEFAULT_ALERT_RULES
 
+    @property
+    def duckdb_config(self) -> dict[str, str]:
+        """What every DuckDB connection of the pipeline is opened with (dbt reads the same two
+        settings through profiles.yml): without a limit DuckDB takes 80% of RAM."""
+        return {"threads": str(self.duckdb_threads), "memory_limit": self.duckdb_memory_limit}
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

@@ -221,15 +221,16 @@ def retention(settings: Settings, lake: Lake, run_id: str, policy, *, dry_run: b
 
 
 def validate(settings: Settings, run_id: str) -> dict:
-    from inferwatch.validate import validate as run_checkpoint
-
     if not settings.warehouse_path.exists():
         return {"skipped": True, "passed_gate": True, "results": [], "failed_critical": []}
+    # Imported only now: Great Expectations takes ~8 s to import, for nothing on an empty lake.
+    from inferwatch.validate import validate as run_checkpoint
+
     with pipeline_lock(settings, f"validate {run_id}"):
         outcome = run_checkpoint(
             settings.warehouse_path, run_id=run_id, data_docs_dir=settings.data_docs_dir,
             thresholds=settings.validation_thresholds or None,
-            policy_path=settings.validation_policy_path,
+            policy_path=settings.validation_policy_path, duckdb_config=settings.duckdb_config,
         )  # fmt: skip
     log.info("validation: %s", outcome.summary())
     return {
@@ -282,11 +283,12 @@ def refresh_superset(settings: Settings) -> bool:
 
 def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict:
     """Isolation-forest scores of a sample of each touched day's inputs, then the anomaly mart."""
+    if not settings.warehouse_path.exists():
+        return {"skipped": True, "files": 0}
+    # Imported only now: scikit-learn takes seconds to import, for nothing on an empty lake.
     from inferwatch.anomaly.score import score_days
     from inferwatch.transform import build
 
-    if not settings.warehouse_path.exists():
-        return {"skipped": True, "files": 0}
     with pipeline_lock(settings, "score anomalies"):
         summary = score_days(lake, settings.warehouse_path, ingest_report.get("days") or [])
         if summary["files"]:

@@ -13,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import duckdb
 import great_expectations as gx
@@ -104,10 +105,12 @@ def _ephemeral_context(data_docs_dir: Path) -> Any:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-def _read_only_url(warehouse_path: Path) -> str:
+def _read_only_url(warehouse_path: Path, duckdb_config: dict[str, str]) -> str:
     # Read-only: validation must never write the candidate, and a shared lock lets readers
-    # of the same file (a debugging session) coexist with it.
-    return f"duckdb:///{warehouse_path.resolve()}?access_mode=read_only"
+    # of the same file (a debugging session) coexist with it. duckdb-engine passes the URL's
+    # query as the connection's config (threads, memory_limit).
+    query = urlencode({"access_mode": "read_only", **duckdb_config})
+    return f"duckdb:///{warehouse_path.resolve()}?{query}"
 
 
 def _add_validation_definitions(
@@ -161,7 +164,9 @@ def _dispose(datasource: Any) -> None:
         engine.dispose()
 
 
-def _sample_failed_rows(warehouse_path: Path, failed: list[tuple[dict, Batch, str]]) -> None:
+def _sample_failed_rows(
+    warehouse_path: Path, failed: list[tuple[dict, Batch, str]], duckdb_config: dict[str, str]
+) -> None:
     """Attach example rows to each failed SQL check (``details``), given (row, batch, query).
 
     GX returns a SQL check's rows only at result format COMPLETE, which would also make every
@@ -170,7 +175,7 @@ def _sample_failed_rows(warehouse_path: Path, failed: list[tuple[dict, Batch, st
     """
     if not failed:
         return
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    with duckdb.connect(str(warehouse_path), read_only=True, config=duckdb_config) as con:
         for row, batch, query in failed:
             source = batch.spec.table if batch.query is None else f"({batch.query})"
             sql = query.replace("{batch}", source)
@@ -193,6 +198,7 @@ def validate(
     thresholds: dict | None = None,
     policy_path: Path | None = None,
     expectations_dir: Path = EXPECTATIONS_DIR,
+    duckdb_config: dict[str, str] | None = None,
 ) -> ValidationOutcome:
     """Run the expectation suites against a closed DuckDB warehouse in one GX checkpoint.
 
@@ -201,7 +207,10 @@ def validate(
     error); ``policy_path`` is the per-model policy file (:mod:`inferwatch.validate.policy`).
     The file is opened read-only; no other connection in this process may hold it read-write
     (DuckDB refuses a second configuration), so close dbt's connections first.
+    ``duckdb_config`` (e.g. ``Settings.duckdb_config``: threads, memory_limit) applies to every
+    connection validation opens.
     """
+    duckdb_config = dict(duckdb_config or {})
     warehouse_path = Path(warehouse_path)
     if not warehouse_path.is_file():
         raise FileNotFoundError(f"no warehouse at {warehouse_path}")
@@ -213,7 +222,7 @@ def validate(
     )
     policy = Policy.load(policy_path, thresholds)
     policy.check_against(every_spec)  # names in the policy refer to any suite, run or not
-    planned = plan_batches(warehouse_path, specs, policy)
+    planned = plan_batches(warehouse_path, specs, policy, duckdb_config)
     batches = [batch for batch in planned if not batch.table_missing]
     suite_objects, skipped = [], []
     for batch in batches:
@@ -235,8 +244,9 @@ def validate(
     ]
     if batches:
         rows += _run_checkpoint(
-            warehouse_path, batches, suite_objects, run_id, validated_at, data_docs_dir
-        )
+            warehouse_path, batches, suite_objects, run_id, validated_at, data_docs_dir,
+            duckdb_config,
+        )  # fmt: skip
     return outcome_of(rows, run_id, data_docs_dir, skipped)
 
 
@@ -257,6 +267,7 @@ def _run_checkpoint(
     run_id: str,
     validated_at: datetime,
     data_docs_dir: Path,
+    duckdb_config: dict[str, str],
 ) -> list[dict]:
     """One GX checkpoint over every batch; Data Docs updated; result rows with samples."""
     _enable_duckdb_persisted_connection()
@@ -265,7 +276,7 @@ def _run_checkpoint(
     datasource = None
     try:
         datasource = context.data_sources.add_sql(
-            name=DATASOURCE_NAME, connection_string=_read_only_url(warehouse_path)
+            name=DATASOURCE_NAME, connection_string=_read_only_url(warehouse_path, duckdb_config)
         )
         sa.event.listen(
             datasource.get_execution_engine().engine, "handle_error", _recover_after_error
@@ -295,5 +306,5 @@ def _run_checkpoint(
             if query and not row["success"]:
                 failed_sql.append((row, batch, query))
         rows.extend(batch_rows)
-    _sample_failed_rows(warehouse_path, failed_sql)
+    _sample_failed_rows(warehouse_path, failed_sql, duckdb_config)
     return rows

@@ -39,10 +39,15 @@ class Batch:
     table_missing: bool = False
 
 
-def plan_batches(warehouse_path: Path, specs: list[SuiteSpec], policy: Policy) -> list[Batch]:
+def plan_batches(
+    warehouse_path: Path,
+    specs: list[SuiteSpec],
+    policy: Policy,
+    duckdb_config: dict[str, str] | None = None,
+) -> list[Batch]:
     """Expand every suite into its batches, reading which models and versions exist."""
     batches: list[Batch] = []
-    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+    with duckdb.connect(str(warehouse_path), read_only=True, config=duckdb_config or {}) as con:
         listed = con.execute("select table_name from duckdb_tables()").fetchall()
         tables = {name for (name,) in listed}
         for spec in specs:
