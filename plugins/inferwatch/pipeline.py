@@ -147,7 +147,7 @@ def ingest(settings: Settings, lake: Lake, objects: list[dict], run_id: str) -> 
         report = ingest_objects(
             lake, infos, batch_id=batch_id, user_hash_key=key,
             work_dir=settings.data_dir / "tmp", threads=settings.duckdb_threads,
-            progress=log.info,
+            progress=log.info, memory_limit=settings.duckdb_memory_limit,
         )  # fmt: skip
     log.info(
         "ingested %d objects: %d lines read, %d loaded, %d quarantined, %d blank in %.1fs",

@@ -1,9 +1,11 @@
 """Raw objects → bronze Parquet, quarantine Parquet and manifest rows, chunk by chunk.
 
-Objects are processed in chunks of bounded size: fetched and inflated in threads (both release
-the GIL), parsed together in one DuckDB statement, and written as one immutable file set per
-chunk: ``bronze/events/batch=<id>/<chunk>.parquet``, ``quarantine/batch=<id>/<chunk>.parquet``,
-then ``bronze/manifest/batch=<id>/<chunk>.parquet`` last, which is what commits the chunk.
+Objects are processed in chunks of bounded *inflated* size (what parsing holds in memory; gzip
+inflates several times): fetched and inflated in threads (both release the GIL) a few objects
+ahead, parsed together in one DuckDB statement under ``Settings.duckdb_memory_limit``, and
+written as one immutable file set per chunk: ``bronze/events/batch=<id>/<chunk>.parquet``,
+``quarantine/batch=<id>/<chunk>.parquet``, then ``bronze/manifest/batch=<id>/<chunk>.parquet``
+last, which is what commits the chunk.
 
 Ground-truth label objects (``labels/``, docs/labels.md) go the same way through the label
 contract's parser, into ``bronze/labels/{rows,quarantine,manifest}/batch=<id>/<chunk>.parquet``.
@@ -15,8 +17,9 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,14 +43,18 @@ from inferwatch.ingest.manifest import (
     is_label_key,
 )
 from inferwatch.ingest.parse import parse, parse_labels
-from inferwatch.ingest.pii import hash_user_id
+from inferwatch.ingest.pii import hash_user_id, sql_literal
 from inferwatch.lake import Lake, ObjectInfo
 
 log = logging.getLogger(__name__)
 
-#: Raw bytes per chunk: large enough to amortise DuckDB's per-statement cost, small enough
-#: to keep memory bounded (the inflated text and its Arrow view both live during parsing).
+#: Inflated bytes per chunk (ingest; a quarantine replay counts raw bytes): large enough to
+#: amortise DuckDB's per-statement cost, small enough to keep memory bounded (the inflated text,
+#: its Arrow view and the parsed rows all live during parsing). An object larger than this is
+#: a chunk of its own.
 CHUNK_BYTES = int(os.environ.get("INFERWATCH_INGEST_CHUNK_BYTES", 128 << 20))
+#: Objects fetched and inflated ahead of the one being chunked.
+FETCH_AHEAD = 4
 
 EVENT_COLUMNS = """
     event_id, request_id, model, model_version, endpoint, client_id, user_hash,
@@ -115,6 +122,39 @@ def chunks(objects: list[ObjectInfo], limit: int = CHUNK_BYTES) -> Iterator[list
         yield current
 
 
+def fetched_chunks(
+    lake: Lake, objects: list[ObjectInfo], pool: ThreadPoolExecutor, limit: int = CHUNK_BYTES
+) -> Iterator[tuple[list[ObjectInfo], list[Decoded]]]:
+    """Objects with their inflated lines, in chunks of at most ``limit`` inflated bytes.
+
+    Fetches run a few objects ahead in ``pool``; objects deleted since they were listed are
+    left out. The chunks depend only on the objects and their contents, so a re-run rewrites
+    the same chunk files.
+    """
+    ahead: deque[tuple[ObjectInfo, Future]] = deque()
+    todo = iter(objects)
+    chunk: list[ObjectInfo] = []
+    decoded: list[Decoded] = []
+    size = 0
+    while True:
+        while len(ahead) < FETCH_AHEAD and (obj := next(todo, None)) is not None:
+            ahead.append((obj, pool.submit(_fetch, lake, obj)))
+        if not ahead:
+            break
+        obj, future = ahead.popleft()
+        item = future.result()
+        if item is None:
+            continue
+        if chunk and size + len(item.text) > limit:
+            yield chunk, decoded
+            chunk, decoded, size = [], [], 0
+        chunk.append(obj)
+        decoded.append(item)
+        size += len(item.text)
+    if chunk:
+        yield chunk, decoded
+
+
 def ingest(
     lake: Lake,
     objects: list[ObjectInfo],
@@ -125,37 +165,39 @@ def ingest(
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
     producers: ProducerMap | None = None,
+    memory_limit: str | None = None,
 ) -> IngestReport:
     """Ingest ``objects`` into bronze; safe to repeat (a re-run rewrites the same chunk files).
 
     ``producers`` routes lake prefixes to adapters (docs/producers.md); by default it is read
     from ``INFERWATCH_PRODUCERS``, and without it every object is contract v1.
+    ``memory_limit`` caps each chunk's DuckDB connection (default: ``Settings``).
     """
-    if producers is None:
-        producers = ProducerMap.load(Settings.from_env().producers)
+    if producers is None or memory_limit is None:
+        settings = Settings.from_env()
+        producers = producers if producers is not None else ProducerMap.load(settings.producers)
+        memory_limit = memory_limit or settings.duckdb_memory_limit
     started = time.monotonic()
     report = IngestReport(batch_id=batch_id)
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
     logs = [o for o in objects if not is_label_key(o.key)]
     labels = [o for o in objects if is_label_key(o.key)]
-    planned = [(EVENTS, chunk) for chunk in chunks(logs)]
-    planned += [(LABELS, chunk) for chunk in chunks(labels)]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        for number, (target, chunk) in enumerate(planned):
-            fetched = list(pool.map(lambda o: _fetch(lake, o), chunk))
-            chunk = [o for o, d in zip(chunk, fetched, strict=True) if d is not None]
-            decoded = [d for d in fetched if d is not None]
-            if not chunk:
-                continue
+        planned = (
+            (target, chunk)
+            for target, group in ((EVENTS, logs), (LABELS, labels))
+            for chunk in fetched_chunks(lake, group, pool)
+        )
+        for number, (target, (chunk, decoded)) in enumerate(planned):
             _ingest_chunk(
                 lake, chunk, decoded, report,
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
-                producers=producers, target=target,
+                producers=producers, target=target, memory_limit=memory_limit,
             )  # fmt: skip
             if progress:
                 progress(
-                    f"chunk {number + 1}/{len(planned)}: {report.objects}/{len(objects)} objects, "
+                    f"chunk {number + 1}: {report.objects}/{len(logs)} objects, "
                     f"{report.lines_loaded} events, {report.lines_quarantined} quarantined"
                 )
     report.seconds = round(time.monotonic() - started, 3)
@@ -185,10 +227,15 @@ def _ingest_chunk(
     threads: int,
     producers: ProducerMap | None = None,
     target: Target = EVENTS,
+    memory_limit: str | None = None,
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
+        if memory_limit:
+            con.execute(f"set memory_limit = {sql_literal(memory_limit)}")
+            # Spilling goes to the chunk's own temporary folder, removed with it.
+            con.execute(f"set temp_directory = {sql_literal(str(Path(tmp) / 'spill'))}")
         if target is LABELS:
             con.register("raw_lines", lines_table(decoded))
             parse_labels(con, "raw_lines")

@@ -2,9 +2,15 @@
 
 Input: a relation ``lines(object_key, line_number, line BLOB)``. Output: a table ``parsed`` with
 one row per line carrying either the typed, PII-scrubbed event columns or a quarantine
-``reason`` (or ``is_blank``). Every field is pulled with one ``json_extract`` over a list of
-paths, so each line is parsed once, by DuckDB's C++ JSON reader.
-"""
+``reason`` (or ``is_blank``).
+
+What it costs is mostly how often each line is parsed as JSON: ``json_valid``, then one
+``json_transform`` pulls every contract field (as minified JSON text, so the first character
+gives its type with no further parse) and ``json_keys`` the line's keys. Only the few lines
+with an unknown key, or whose objects look like PII, take the costly map-of-entries paths.
+DuckDB's optimizer may hoist a sub-expression out of the CASE around it and compute it for every
+row (EXPLAIN showed it for the casts to MAP): costly sub-expressions are therefore handed NULL
+wherever they are not needed, or are columns of their own."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from inferwatch.ingest.pii import (
 )
 
 SCHEMA_VERSION = 1
+INTEGER = "('UBIGINT', 'BIGINT')"
 
 #: Lines longer than this (bytes, before decoding) are quarantined unread: a runaway producer
 #: writing one giant line must not cost a JSON parse and a regex scrub of megabytes per line.
@@ -33,33 +40,63 @@ def _configured_cap() -> int:
     return int(os.environ.get("INFERWATCH_MAX_LINE_BYTES") or DEFAULT_MAX_LINE_BYTES)
 
 
-#: Contract fields, in the order of the ``f`` list below (1-based in SQL).
+#: Contract fields (the ``j`` struct's fields below).
 FIELDS = [
     "timestamp", "model", "model_version", "event_id", "request_id", "endpoint", "client_id",
     "user_id", "input_features", "prediction", "confidence", "latency_ms", "status", "error",
     "retry_count", "fallback", "geo", "resources", "model_metadata", "usage", "schema_version",
 ]  # fmt: skip
-F = {name: f"f[{i}]" for i, name in enumerate(FIELDS, start=1)}
-T = {name: f"json_type(f[{i}])" for i, name in enumerate(FIELDS, start=1)}
 
-NUMBER = "('UBIGINT', 'BIGINT', 'DOUBLE')"
-INTEGER = "('UBIGINT', 'BIGINT')"
-SCALAR = "('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE', 'BOOLEAN')"
-# A JSON null counts as an absent field.
-ABSENT = "(NULL, 'NULL')"
+
+# ---------------------------------------------------------------- typing a field
+# ``json_transform`` extracts every contract field in one parse of the line, each as minified
+# JSON text, and a JSON null as SQL NULL (the contract counts a null as an absent field). The
+# text's first character then tells the JSON type without parsing it again: only the number
+# kinds need ``json_type`` (retry_count: integer or not).
+def _f(field: str) -> str:
+    return f'j."{field}"'
 
 
 def _present(field: str) -> str:
-    return f"coalesce({T[field]}, 'NULL') <> 'NULL'"
+    return f"{_f(field)} is not null"
 
 
-def _wrong_type(field: str, allowed: str) -> str:
-    return f"{_present(field)} and {T[field]} not in {allowed}"
+def _is_string(expr: str) -> str:
+    return f"starts_with({expr}, '\"')"
+
+
+def _is_object(expr: str) -> str:
+    return f"starts_with({expr}, '{{')"
+
+
+def _is_array(expr: str) -> str:
+    return f"starts_with({expr}, '[')"
+
+
+def _is_boolean(expr: str) -> str:
+    return f"{expr} in ('true', 'false')"
+
+
+def _is_number(expr: str) -> str:
+    """Present and none of the other kinds (NaN and Infinity are numbers to DuckDB's reader)."""
+    return (
+        f"({expr} is not null and not ({_is_string(expr)} or {_is_object(expr)}"
+        f" or {_is_array(expr)} or {_is_boolean(expr)}))"
+    )
+
+
+def _is_scalar(expr: str) -> str:
+    return f"not ({_is_object(expr)} or {_is_array(expr)})"
 
 
 def _text(field: str) -> str:
     """The field as text: strings unquoted, numbers and booleans as written."""
-    return f"case when {_present(field)} then {F[field]} ->> '$' end"
+    return f"{_f(field)} ->> '$'"
+
+
+def _json_struct(fields: list[str]) -> str:
+    """The ``json_transform`` structure: every field as JSON."""
+    return sql_literal("{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}")
 
 
 def _scrub_object(expr: str) -> str:
@@ -67,64 +104,115 @@ def _scrub_object(expr: str) -> str:
 
     Most objects hold no PII: one regular-expression test sends only the suspect ones down the
     (costly) per-entry path. Numbers are never rewritten, so the result stays valid JSON.
+    ``expr`` is minified JSON text (so an object starts with ``{``) or NULL.
     """
     scrubbed_value = f"""case
         when json_type(e.value) = 'VARCHAR' then to_json({sql_scrub_text("(e.value ->> '$')")})
         when json_type(e.value) in ('OBJECT', 'ARRAY')
             then coalesce(try_cast({sql_scrub_text("e.value::VARCHAR")} as JSON), '"[redacted]"')
         else e.value end"""
+    suspect = f"regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})"
+    # DuckDB hoists the cast to MAP out of the CASE (for every row): so it is handed only the
+    # objects that reach the ELSE branch, NULL elsewhere.
+    entries = f"map_entries((case when {_is_object(expr)} and {suspect} then {expr} end)::JSON::MAP(VARCHAR, JSON))"  # noqa: E501
     return f"""case
-        when json_type({expr}) <> 'OBJECT' then null
-        when not regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})
-            then {expr}::VARCHAR
+        when {expr} is null or not {_is_object(expr)} then null
+        when not {suspect} then {expr}::VARCHAR
         else to_json(map_from_entries(list_transform(
-            list_filter(map_entries(({expr})::JSON::MAP(VARCHAR, JSON)),
+            list_filter({entries},
                         e -> not regexp_matches(lower(e.key), {sql_literal(PII_KEY_PATTERN)})),
             e -> struct_pack(key := e.key, value := ({scrubbed_value})::JSON))))
         end"""
 
 
+def _unknown_fields(fields: list[str]) -> str:
+    """Unknown fields as a JSON object (kept, never a reason to reject), NULL when there are
+    none. Most lines have none: when a line has no more keys than non-null contract fields,
+    every key is one of them; only the other lines test each key by name, and only lines with
+    an unknown key build the (costly) map of their entries.
+
+    It is a column of its own (``_extra`` scrubs it) so that the test runs once per line."""
+    known = ", ".join(sql_literal(name) for name in fields)
+    non_null = " + ".join(f"({_f(name)} is not null)::INTEGER" for name in fields)
+    has_unknown = (
+        f"j is not null and len(keys) > {non_null}"
+        f" and len(list_filter(keys, k -> k not in ({known}))) > 0"
+    )
+    # NULL in, NULL out: the cast to MAP runs (ahead of any CASE) only on lines that need it.
+    return f"""to_json(map_from_entries(list_filter(
+        map_entries((case when {has_unknown} then txt end)::JSON::MAP(VARCHAR, JSON)),
+        e -> e.key not in ({known}))))"""
+
+
+def _extra() -> str:
+    """The ``extra`` column: unknown fields, PII-scrubbed, NULL when there are none."""
+    return f"nullif({_scrub_object('unknown_fields')}, '{{}}')"
+
+
 def _reason(cap: int) -> str:
+    def wrong(field: str, allowed: str) -> str:
+        return f"{_present(field)} and not ({allowed})"
+
+    def kind(field: str, test) -> str:
+        return test(_f(field))
+
     checks = [
-        (f"line too long (over {cap} bytes)", "too_long"),
-        ("line is not valid UTF-8", "txt is null"),
-        ("invalid JSON", "not json_valid(txt)"),
-        ("not a JSON object", "json_type(txt) <> 'OBJECT'"),
+        *_line_checks(cap),
         ("missing field: timestamp", f"not {_present('timestamp')}"),
         ("missing field: model", f"not {_present('model')}"),
-        ("wrong type: model (string expected)", f"{T['model']} <> 'VARCHAR'"),
-        ("empty field: model", f"trim({F['model']} ->> '$') = ''"),
-        (
-            "wrong type: timestamp",
-            f"{T['timestamp']} not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')",
-        ),
+        ("wrong type: model (string expected)", f"not {kind('model', _is_string)}"),
+        ("empty field: model", "trim(model_text) = ''"),
+        ("wrong type: timestamp",
+         f"not ({kind('timestamp', _is_string)} or {kind('timestamp', _is_number)})"),
         ("unparseable timestamp", "event_ts is null"),
-    ]
+    ]  # fmt: skip
     for field in ("model_version", "event_id", "request_id", "endpoint", "client_id", "user_id"):
-        checks.append((f"wrong type: {field} (scalar expected)", _wrong_type(field, SCALAR)))
+        checks.append(
+            (f"wrong type: {field} (scalar expected)", wrong(field, kind(field, _is_scalar)))
+        )
+    conf, lat, retry = _f("confidence"), _f("latency_ms"), _f("retry_count")
     checks += [
-        ("wrong type: input_features (object expected)", _wrong_type("input_features", "('OBJECT')")),
-        ("wrong type: confidence (number expected)", _wrong_type("confidence", NUMBER)),
-        ("out of range: confidence (0..1)", f"{_present('confidence')} and not (try_cast({F['confidence']} as DOUBLE) between 0 and 1)"),
-        ("wrong type: latency_ms (number expected)", _wrong_type("latency_ms", NUMBER)),
-        ("out of range: latency_ms (>= 0)", f"{_present('latency_ms')} and try_cast({F['latency_ms']} as DOUBLE) < 0"),
-        ("wrong type: retry_count (integer expected)", _wrong_type("retry_count", INTEGER)),
-        ("out of range: retry_count (>= 0)", f"{_present('retry_count')} and try_cast({F['retry_count']} as HUGEINT) < 0"),
-        ("wrong type: fallback (boolean expected)", _wrong_type("fallback", "('BOOLEAN')")),
-        ("wrong type: status (string expected)", _wrong_type("status", "('VARCHAR')")),
-        ("invalid value: status (ok or error)", f"{_present('status')} and ({F['status']} ->> '$') not in ('ok', 'error')"),
-        ("wrong type: error (string or object expected)", _wrong_type("error", "('VARCHAR', 'OBJECT')")),
+        ("wrong type: input_features (object expected)", wrong("input_features", kind("input_features", _is_object))),
+        ("wrong type: confidence (number expected)", wrong("confidence", _is_number(conf))),
+        ("out of range: confidence (0..1)", f"{_present('confidence')} and not (try_cast({conf} as DOUBLE) between 0 and 1)"),
+        ("wrong type: latency_ms (number expected)", wrong("latency_ms", _is_number(lat))),
+        ("out of range: latency_ms (>= 0)", f"{_present('latency_ms')} and try_cast({lat} as DOUBLE) < 0"),
+        ("wrong type: retry_count (integer expected)",
+         f"{_present('retry_count')} and not ({_is_number(retry)} and json_type({retry}) in {INTEGER})"),
+        ("out of range: retry_count (>= 0)", f"{_present('retry_count')} and try_cast({retry} as HUGEINT) < 0"),
+        ("wrong type: fallback (boolean expected)", wrong("fallback", kind("fallback", _is_boolean))),
+        ("wrong type: status (string expected)", wrong("status", kind("status", _is_string))),
+        ("invalid value: status (ok or error)", f"{_present('status')} and ({_text('status')}) not in ('ok', 'error')"),
+        ("wrong type: error (string or object expected)",
+         wrong("error", f"{kind('error', _is_string)} or {kind('error', _is_object)}")),
     ]  # fmt: skip
     for field in ("geo", "resources", "model_metadata", "usage"):
-        checks.append((f"wrong type: {field} (object expected)", _wrong_type(field, "('OBJECT')")))
+        checks.append(
+            (f"wrong type: {field} (object expected)", wrong(field, kind(field, _is_object)))
+        )
+    return _case(checks)
+
+
+def _line_checks(cap: int) -> list[tuple[str, str]]:
+    """The first checks of both contracts: the line itself, before any field."""
+    return [
+        (f"line too long (over {cap} bytes)", "too_long"),
+        ("line is not valid UTF-8", "txt is null"),
+        ("invalid JSON", "not is_json"),
+        ("not a JSON object", "j is null"),
+    ]
+
+
+def _case(checks: list[tuple[str, str]]) -> str:
+    """The first failing check's reason (NULL conditions count as passing, as in CASE)."""
     whens = "\n".join(f"when {cond} then {sql_literal(reason)}" for reason, cond in checks)
     return f"case {whens} end"
 
 
 def _line_ctes(source: str, cap: int, fields: list[str]) -> str:
     """The CTEs every contract shares: size cap, UTF-8 decoding, blank lines, and one
-    ``json_extract`` of ``fields`` into the list ``f`` (so each line is parsed once)."""
-    paths = ", ".join(sql_literal(f"$.{name}") for name in fields)
+    ``json_transform`` of ``fields`` into the struct ``j`` (NULL unless the line is a JSON
+    object) beside the line's top-level ``keys``."""
     return f"""sized as (
     select object_key::VARCHAR as object_key, line_number, line,
            octet_length(line) > {cap} as too_long
@@ -132,7 +220,12 @@ def _line_ctes(source: str, cap: int, fields: list[str]) -> str:
 ),
 decoded as (
     select object_key, line_number, too_long, line,
-           case when not too_long then rtrim(try(decode(line)), chr(13) || chr(10)) end as txt
+           case when too_long then null
+                -- the common line end (one LF) is cut as bytes: rtrim() on text costs far more
+                when line[-1:] = '\\x0A'::BLOB and line[-2:-2] not in ('\\x0A'::BLOB, '\\x0D'::BLOB)
+                    then try(decode(line[:-2]))
+                when line[-1:] not in ('\\x0A'::BLOB, '\\x0D'::BLOB) then try(decode(line))
+                else rtrim(try(decode(line)), chr(13) || chr(10)) end as txt
     from sized
 ),
 classified as (
@@ -142,24 +235,31 @@ classified as (
         coalesce(regexp_full_match(txt, '\\s*'), false) as is_blank
     from decoded
 ),
-extracted as (
-    select *,
-        case when not is_blank and txt is not null and json_valid(txt)
-                  and json_type(txt) = 'OBJECT'
-             then json_extract(txt, [{paths}]) end as f
+validated as (
+    select *, not is_blank and txt is not null and json_valid(txt) as is_json
     from classified
+),
+transformed as (
+    select *,
+        case when is_json and (starts_with(txt, '{{') or json_type(txt) = 'OBJECT')
+             then json_transform(txt, {_json_struct(fields)}) end as j
+    from validated
+),
+extracted as (
+    select *, case when j is not null then json_keys(txt) end as keys
+    from transformed
 )"""
 
 
 def _timestamp_sql(ts: str) -> str:
     """An RFC 3339 string (any offset) or epoch number (s or ms) as a naive UTC timestamp."""
     return f"""case
-            when json_type({ts}) = 'VARCHAR'
+            when {_is_string(ts)}
                 then try_cast({ts} ->> '$' as TIMESTAMPTZ) at time zone 'UTC'
             -- epoch seconds and milliseconds told apart by size (DESIGN.md)
-            when json_type({ts}) in {NUMBER} and abs(try_cast({ts} as DOUBLE)) >= 1e11
+            when {_is_number(ts)} and abs(try_cast({ts} as DOUBLE)) >= 1e11
                 then try(to_timestamp(try_cast({ts} as DOUBLE) / 1000)) at time zone 'UTC'
-            when json_type({ts}) in {NUMBER}
+            when {_is_number(ts)}
                 then try(to_timestamp(try_cast({ts} as DOUBLE))) at time zone 'UTC'
         end"""
 
@@ -174,24 +274,19 @@ def _quarantined_line() -> str:
 
 
 def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
-    known = ", ".join(sql_literal(name) for name in FIELDS)
-    ts = F["timestamp"]
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
-    # Unknown fields are kept as JSON (scrubbed like the rest), never a reason to reject.
-    unknown = (
-        "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
-        f" e -> e.key not in ({known}))))"
-    )
-    extra = _scrub_object(unknown)
+    error = _f("error")
     error_text = (
-        f"case when {T['error']} = 'OBJECT' then {F['error']} ->> '$.message'"
-        f" when {T['error']} = 'VARCHAR' then {F['error']} ->> '$' end"
+        f"case when {_is_object(error)} then {error} ->> '$.message'"
+        f" when {_is_string(error)} then {error} ->> '$' end"
     )
+    has_version = "model_text is not null and regexp_matches(model_text, '_v[0-9]+$')"
     return f"""
 create or replace temp table parsed as
 with {_line_ctes(source, cap, FIELDS)},
 timed as (
-    select *, {_timestamp_sql(ts)} as event_ts
+    select *, {_timestamp_sql(_f("timestamp"))} as event_ts, {_text("model")} as model_text,
+        {_unknown_fields(FIELDS)} as unknown_fields
     from extracted
 ),
 judged as (
@@ -203,12 +298,10 @@ select
     -- ids
     coalesce({_text("event_id")}, sha256(txt)) as event_id,
     {_text("request_id")} as request_id,
-    case when {_present("model_version")} or not regexp_matches({F["model"]} ->> '$', '_v[0-9]+$')
-         then {F["model"]} ->> '$'
-         else regexp_extract({F["model"]} ->> '$', '^(.*)_(v[0-9]+)$', 1) end as model,
+    case when {_present("model_version")} or not ({has_version}) then model_text
+         else regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) end as model,
     case when {_present("model_version")} then {_text("model_version")}
-         when regexp_matches({F["model"]} ->> '$', '_v[0-9]+$')
-         then regexp_extract({F["model"]} ->> '$', '^(.*)_(v[0-9]+)$', 2)
+         when {has_version} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2)
          else 'unknown' end as model_version,
     {_text("endpoint")} as endpoint,
     {_text("client_id")} as client_id,
@@ -216,29 +309,31 @@ select
     -- time
     event_ts,
     -- outcome
-    case when {_present("status")} then {F["status"]} ->> '$'
+    case when {_present("status")} then {_text("status")}
          when {_present("error")} then 'error' else 'ok' end as status,
-    case when {T["error"]} = 'OBJECT' then coalesce({F["error"]} ->> '$.type', 'unspecified')
-         when {T["error"]} = 'VARCHAR' and regexp_full_match({F["error"]} ->> '$', '[A-Za-z_]+')
-         then {F["error"]} ->> '$'
-         when {T["error"]} = 'VARCHAR' then 'unspecified' end as error_type,
+    case when {_is_object(error)} then coalesce({error} ->> '$.type', 'unspecified')
+         when {_is_string(error)} and regexp_full_match({error} ->> '$', '[A-Za-z_]+')
+         then {error} ->> '$'
+         when {_is_string(error)} then 'unspecified' end as error_type,
     {sql_scrub_text(error_text)} as error_message,
-    try_cast({F["retry_count"]} as BIGINT) as retry_count,
-    try_cast({F["fallback"]} as BOOLEAN) as fallback,
+    try_cast({_f("retry_count")} as BIGINT) as retry_count,
+    try_cast({_f("fallback")} as BOOLEAN) as fallback,
     -- numerics
-    try_cast({F["latency_ms"]} as DOUBLE) as latency_ms,
-    try_cast({F["confidence"]} as DOUBLE) as confidence,
-    case when {T["prediction"]} = 'VARCHAR' then {F["prediction"]} ->> '$'
-         when {_present("prediction")} then {F["prediction"]}::VARCHAR end as prediction,
+    try_cast({_f("latency_ms")} as DOUBLE) as latency_ms,
+    try_cast({_f("confidence")} as DOUBLE) as confidence,
+    case when {_is_string(_f("prediction"))} then {_text("prediction")}
+         else {_f("prediction")}::VARCHAR end as prediction,
     -- nested, PII-scrubbed
-    {_scrub_object(F["input_features"])} as input_features,
-    {F["geo"]} ->> '$.country' as geo_country,
-    {F["geo"]} ->> '$.region' as geo_region,
-    {_scrub_object(F["resources"])} as resources,
-    {_scrub_object(F["model_metadata"])} as model_metadata,
-    {F["usage"]} as usage,
-    coalesce(try_cast({F["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
-    case when f is not null then nullif({extra}, '{{}}') end as extra,
+    {_scrub_object(_f("input_features"))} as input_features,
+    {_f("geo")} ->> '$.country' as geo_country,
+    {_f("geo")} ->> '$.region' as geo_region,
+    {_scrub_object(_f("resources"))} as resources,
+    {_scrub_object(_f("model_metadata"))} as model_metadata,
+    -- a JSON null is kept as written
+    case when {_present("usage")} then {_f("usage")}::JSON
+         when list_contains(keys, 'usage') then 'null'::JSON end as usage,
+    coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
+    {_extra()} as extra,
     {_quarantined_line()}
 from judged
 """  # noqa: E501
@@ -253,62 +348,45 @@ def parse(
 
 
 # ---------------------------------------------------------------- ground-truth labels
-#: Label contract v1 (docs/labels.md), in the order of the ``f`` list below (1-based in SQL).
+#: Label contract v1 (docs/labels.md).
 LABEL_FIELDS = [
     "labeled_at", "event_id", "request_id", "label", "model", "model_version", "source",
     "comment", "schema_version",
 ]  # fmt: skip
-LF = {name: f"f[{i}]" for i, name in enumerate(LABEL_FIELDS, start=1)}
-LT = {name: f"json_type(f[{i}])" for i, name in enumerate(LABEL_FIELDS, start=1)}
-
-
-def _label_present(field: str) -> str:
-    return f"coalesce({LT[field]}, 'NULL') <> 'NULL'"
-
-
-def _label_text(field: str) -> str:
-    return f"case when {_label_present(field)} then {LF[field]} ->> '$' end"
 
 
 def _label_reason(cap: int) -> str:
-    def wrong(field: str, allowed: str) -> str:
-        return f"{_label_present(field)} and {LT[field]} not in {allowed}"
+    def wrong(field: str) -> str:
+        return f"{_present(field)} and not {_is_scalar(_f(field))}"
 
+    at = _f("labeled_at")
     checks = [
-        (f"line too long (over {cap} bytes)", "too_long"),
-        ("line is not valid UTF-8", "txt is null"),
-        ("invalid JSON", "not json_valid(txt)"),
-        ("not a JSON object", "json_type(txt) <> 'OBJECT'"),
-        ("missing field: labeled_at", f"not {_label_present('labeled_at')}"),
-        ("wrong type: labeled_at", f"{LT['labeled_at']} not in ('VARCHAR', 'UBIGINT', 'BIGINT', 'DOUBLE')"),
+        *_line_checks(cap),
+        ("missing field: labeled_at", f"not {_present('labeled_at')}"),
+        ("wrong type: labeled_at", f"not ({_is_string(at)} or {_is_number(at)})"),
         ("unparseable timestamp", "labeled_at is null"),
         ("missing field: event_id or request_id",
-         f"not {_label_present('event_id')} and not {_label_present('request_id')}"),
-        ("wrong type: event_id (scalar expected)", wrong("event_id", SCALAR)),
-        ("wrong type: request_id (scalar expected)", wrong("request_id", SCALAR)),
-        ("missing field: label", f"not {_label_present('label')}"),
-        ("wrong type: label (string, number or boolean expected)", wrong("label", SCALAR)),
+         f"not {_present('event_id')} and not {_present('request_id')}"),
+        ("wrong type: event_id (scalar expected)", wrong("event_id")),
+        ("wrong type: request_id (scalar expected)", wrong("request_id")),
+        ("missing field: label", f"not {_present('label')}"),
+        ("wrong type: label (string, number or boolean expected)", wrong("label")),
     ]  # fmt: skip
     for field in ("model", "model_version", "source", "comment"):
-        checks.append((f"wrong type: {field} (scalar expected)", wrong(field, SCALAR)))
-    whens = "\n".join(f"when {cond} then {sql_literal(reason)}" for reason, cond in checks)
-    return f"case {whens} end"
+        checks.append((f"wrong type: {field} (scalar expected)", wrong(field)))
+    return _case(checks)
 
 
 def parse_labels_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
     """Ground-truth label lines → the temp table ``parsed`` (same line rules, quarantine
     reasons and PII scrubbing as the inference log; the columns of the label contract)."""
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
-    known = ", ".join(sql_literal(name) for name in LABEL_FIELDS)
-    unknown = (
-        "to_json(map_from_entries(list_filter(map_entries(txt::JSON::MAP(VARCHAR, JSON)),"
-        f" e -> e.key not in ({known}))))"
-    )
     return f"""
 create or replace temp table parsed as
 with {_line_ctes(source, cap, LABEL_FIELDS)},
 timed as (
-    select *, {_timestamp_sql(LF["labeled_at"])} as labeled_at
+    select *, {_timestamp_sql(_f("labeled_at"))} as labeled_at,
+        {_unknown_fields(LABEL_FIELDS)} as unknown_fields
     from extracted
 ),
 judged as (
@@ -319,19 +397,19 @@ select
     object_key, line_number, is_blank, reason,
     false as is_merged,  -- no adapter folds label lines together
     -- the prediction it labels: by event_id, else by request_id
-    {_label_text("event_id")} as event_id,
-    {_label_text("request_id")} as request_id,
-    {_label_text("model")} as model,
-    {_label_text("model_version")} as model_version,
+    {_text("event_id")} as event_id,
+    {_text("request_id")} as request_id,
+    {_text("model")} as model,
+    {_text("model_version")} as model_version,
     -- the label, spelled as bronze spells a prediction (strings unquoted, others as written)
-    case when {LT["label"]} = 'VARCHAR' then {LF["label"]} ->> '$'
-         when {_label_present("label")} then {LF["label"]}::VARCHAR end as label,
+    case when {_is_string(_f("label"))} then {_text("label")}
+         else {_f("label")}::VARCHAR end as label,
     labeled_at,
     -- free text, PII-scrubbed by pattern
-    {sql_scrub_text(_label_text("source"))} as label_source,
-    {sql_scrub_text(_label_text("comment"))} as comment,
-    coalesce(try_cast({LF["schema_version"]} ->> '$' as INTEGER), {SCHEMA_VERSION}) as schema_version,
-    case when f is not null then nullif({_scrub_object(unknown)}, '{{}}') end as extra,
+    {sql_scrub_text(_text("source"))} as label_source,
+    {sql_scrub_text(_text("comment"))} as comment,
+    coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
+    {_extra()} as extra,
     {_quarantined_line()}
 from judged
 """  # noqa: E501
