@@ -80,6 +80,28 @@ def test_contract_violations_are_quarantined_with_their_reason(line, reason):
     assert row["reason"] == reason
 
 
+def test_keys_named_twice_quarantine_the_line_and_never_fail_the_chunk():
+    """DuckDB cannot cast an object with a repeated key to a MAP (the unknown-field and PII
+    paths do): such a line once failed the whole chunk, for ever. Now it alone is quarantined."""
+    rows = parsed(
+        '{"timestamp": 1716216720, "model": "m", "model": "n"}',
+        '{"timestamp": 1716216720, "model": "m", "team": "a", "team": "b"}',
+        '{"timestamp": 1716216720, "model": "m", "input_features": {"email": "a@b.co", "email": "c@d.co"}}',
+        '{"timestamp": 1716216720, "model": "m", "resources": {"note": "x@y.io", "note": 1}}',
+        '{"timestamp": 1716216720, "model": "m", "input_features": {"age": 3}, "team": "a"}',
+    )  # fmt: skip
+    assert [r["reason"] for r in rows] == [
+        "duplicate key in the JSON object",
+        "duplicate key in the JSON object",
+        "duplicate key in input_features",
+        "duplicate key in resources",
+        None,
+    ]
+    assert json.loads(rows[4]["extra"]) == {"team": "a"}
+    # quarantined lines keep their (scrubbed) text: nothing is lost, no PII kept
+    assert "a@b.co" not in rows[2]["raw_line"] and '"age"' not in rows[2]["raw_line"]
+
+
 def test_invalid_utf8_is_quarantined_not_a_crash():
     (row,) = parsed(raw=b'{"timestamp": 1, "model": "\xff\xfe"}\n')
     assert row["reason"] == "line is not valid UTF-8"

@@ -99,6 +99,17 @@ def _json_struct(fields: list[str]) -> str:
     return sql_literal("{" + ", ".join(f'"{name}": "JSON"' for name in fields) + "}")
 
 
+def _has_duplicate_keys(keys: str) -> str:
+    """A JSON object that names a key twice is valid JSON with no agreed meaning (which value
+    counts?), and DuckDB refuses to cast it to a MAP: such a line is quarantined, never read."""
+    return f"len({keys}) > len(list_distinct({keys}))"
+
+
+def _suspect(expr: str) -> str:
+    """Does the object's text look like it may hold PII (then it is scrubbed entry by entry)?"""
+    return f"regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})"
+
+
 def _scrub_object(expr: str) -> str:
     """Drop PII-named keys from a JSON object and redact PII-looking values in the rest.
 
@@ -111,10 +122,11 @@ def _scrub_object(expr: str) -> str:
         when json_type(e.value) in ('OBJECT', 'ARRAY')
             then coalesce(try_cast({sql_scrub_text("e.value::VARCHAR")} as JSON), '"[redacted]"')
         else e.value end"""
-    suspect = f"regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})"
+    suspect = _suspect(expr)
     # DuckDB hoists the cast to MAP out of the CASE (for every row): so it is handed only the
-    # objects that reach the ELSE branch, NULL elsewhere.
-    entries = f"map_entries((case when {_is_object(expr)} and {suspect} then {expr} end)::JSON::MAP(VARCHAR, JSON))"  # noqa: E501
+    # objects that reach the ELSE branch, NULL elsewhere (and never one with a key named twice,
+    # which fails the cast and the whole chunk with it: such lines are quarantined instead).
+    entries = f"map_entries((case when {_is_object(expr)} and {suspect} and not {_has_duplicate_keys(f'json_keys({expr})')} then {expr} end)::JSON::MAP(VARCHAR, JSON))"  # noqa: E501
     return f"""case
         when {expr} is null or not {_is_object(expr)} then null
         when not {suspect} then {expr}::VARCHAR
@@ -137,6 +149,7 @@ def _unknown_fields(fields: list[str]) -> str:
     has_unknown = (
         f"j is not null and len(keys) > {non_null}"
         f" and len(list_filter(keys, k -> k not in ({known}))) > 0"
+        f" and not {_has_duplicate_keys('keys')}"
     )
     # NULL in, NULL out: the cast to MAP runs (ahead of any CASE) only on lines that need it.
     return f"""to_json(map_from_entries(list_filter(
@@ -190,6 +203,13 @@ def _reason(cap: int) -> str:
         checks.append(
             (f"wrong type: {field} (object expected)", wrong(field, kind(field, _is_object)))
         )
+    # Only objects that look like PII are split into entries (see _scrub_object).
+    for field in ("input_features", "resources", "model_metadata"):
+        obj = _f(field)
+        checks.append((
+            f"duplicate key in {field}",
+            f"{_is_object(obj)} and {_suspect(obj)} and {_has_duplicate_keys(f'json_keys({obj})')}",
+        ))  # fmt: skip
     return _case(checks)
 
 
@@ -200,6 +220,7 @@ def _line_checks(cap: int) -> list[tuple[str, str]]:
         ("line is not valid UTF-8", "txt is null"),
         ("invalid JSON", "not is_json"),
         ("not a JSON object", "j is null"),
+        ("duplicate key in the JSON object", _has_duplicate_keys("keys")),
     ]
 
 
