@@ -856,7 +856,8 @@ def render(r: dict) -> str:
         f"Code: {r.get('git', {}).get('commit', '?')}"
         f"{' + uncommitted changes' if r.get('git', {}).get('uncommitted_changes') else ''}. "
         f"DuckDB: {c['duckdb_threads']} threads, memory_limit {c['duckdb_memory_limit']} "
-        f"(INFERWATCH_DUCKDB_MEMORY_LIMIT; applied by dbt, not by ingest, GX or publish). "
+        f"(INFERWATCH_DUCKDB_MEMORY_LIMIT, set on the connections of ingest, dbt, validation "
+        f"and publish). "
         f"Data: {data}. "
         f"The whole suite took {r['total_s'] / 60:.1f} min.",
         "",
@@ -1152,7 +1153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duckdb-memory-limit",
         help="sets INFERWATCH_DUCKDB_MEMORY_LIMIT for the pipeline (default: "
-        "the environment's, else InferWatch's 4GB)",
+        "the environment's, else InferWatch's 1GB)",
     )
     parser.add_argument("--superset-days", type=int, default=90)
     parser.add_argument("--superset-events-per-day", type=int, default=100_000)

@@ -44,7 +44,7 @@ class Settings:
     #: Severity and thresholds per model (YAML; see expectations/policy.yml).
     validation_policy_path: Path = EXPECTATIONS_DIR / "policy.yml"
     duckdb_threads: int = 2
-    duckdb_memory_limit: str = "4GB"
+    duckdb_memory_limit: str = "1GB"
     #: Which adapter reads which lake prefix (docs/producers.md): a YAML/JSON file's path, or
     #: inline JSON such as {"raw/sagemaker/": "sagemaker_capture"}. None: all of raw/ is
     #: contract v1.
@@ -84,7 +84,7 @@ class Settings:
                 env.get("INFERWATCH_VALIDATION_POLICY") or EXPECTATIONS_DIR / "policy.yml"
             ),
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
-            duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "4GB"),
+            duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "1GB"),
             producers=env.get("INFERWATCH_PRODUCERS") or None,
             smtp_host=env.get("INFERWATCH_SMTP_HOST") or "127.0.0.1",
             smtp_port=int(env.get("INFERWATCH_SMTP_PORT") or 25),
