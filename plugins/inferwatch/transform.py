@@ -317,7 +317,7 @@ def build_spark(
     settings: Settings, lake: Lake, *, full_refresh: bool = False, data_tests: bool = True,
     select: tuple[str, ...] = SPARK_SELECTION,
 ) -> BuildResult:  # fmt: skip
-    """The core marts on Spark (seeds, models and, unless told not to, their data tests);
+    """The marts on Spark (seeds, models and, unless told not to, their data tests);
     raises with the failures named. Publishing stays on DuckDB: the Spark target's marts are
     Parquet tables under ``spark_dir(settings)/warehouse`` (docs/scaling.md)."""
     extra = ["--full-refresh"] if full_refresh else []
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds and models only (dbt build without its data tests)")
     parser.add_argument("--full-refresh", action="store_true")
     parser.add_argument("--select", nargs="*", default=None,
-                        help="dbt selection (Spark default: the core marts and their upstream)")
+                        help="dbt selection (Spark default: the marts and their upstream)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from inferwatch.orchestrate import current_lake, current_settings
