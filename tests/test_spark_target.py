@@ -1,13 +1,15 @@
 """The Spark target (dbt-spark, session mode, local PySpark 3.5) builds the same marts as DuckDB
 from the same bronze (issue 10; docs/scaling.md).
 
-One build per engine of the core marts and everything upstream (seeds and models; data tests
-are left out on both sides to keep the Spark part within a few minutes), over the bronze of one
-small simulated lake, each into its own folder. Counts must be equal; figures computed in
-floating point may differ by rounding only: Spark's `percentile` is exact like DuckDB's
-`quantile_cont` (same order statistics, same interpolation), so percentiles agree to 1e-9
-relative; the daily latency percentiles from buckets are rounded to 3 decimals (0.001 ms);
-PSI, KS and JS distance are sums of the same shares in the same order, to 1e-9.
+One build per engine of the marts and everything upstream (seeds and models; data tests are
+left out on both sides to keep the Spark part within a few minutes), over the bronze of one
+small simulated lake (labels and anomaly scores included), each into its own folder. Counts and
+texts must be equal; figures computed in floating point may differ by rounding only: Spark's
+`percentile` is exact like DuckDB's `quantile_cont` (same order statistics, same
+interpolation), so percentiles agree to 1e-9 relative; the daily latency percentiles from
+buckets are rounded to 3 decimals (0.001 ms); PSI, KS and JS distance are sums of the same
+shares in the same order, to 1e-9; so are performance, fairness, resource and anomaly figures
+(the anomaly z-scores are rounded to 6 decimals: one step apart at most on a rounding edge).
 
 Run on its own with `pytest -m spark -s` (it prints both build times).
 """
@@ -26,6 +28,7 @@ import pytest
 
 from conftest import settings_for
 from inferwatch import pipeline, transform
+from inferwatch.anomaly.score import score_days
 from inferwatch.lake import Lake
 from inferwatch.simulate import simulate
 
@@ -78,7 +81,8 @@ def builds(tmp_path_factory, request) -> Builds:
              events=EVENTS, seed=3)  # fmt: skip
     lake = Lake(str(root / "lake"))
     duck_settings = settings_for(lake.url, root / "duckdb_target")
-    pipeline.ingest(duck_settings, lake, pipeline.discover(lake), "spark")
+    ingested = pipeline.ingest(duck_settings, lake, pipeline.discover(lake), "spark")
+    assert ingested["labels_loaded"] > 0
     spark_settings = settings_for(lake.url, root / "spark_target")
 
     started = time.monotonic()
@@ -88,6 +92,15 @@ def builds(tmp_path_factory, request) -> Builds:
     )
     duck_seconds = time.monotonic() - started
     assert duck.success, duck.failures
+    # The anomaly scores come from a Python step (inferwatch.anomaly) that reads DuckDB's
+    # fct_inferences and writes them into the lake, where both engines read the same files;
+    # DuckDB then rebuilds the marts that read them, as the pipeline's score step does.
+    assert score_days(lake, duck_settings.warehouse_path, ingested["days"])["files"] > 0
+    started = time.monotonic()
+    rescored = transform.build(duck_settings, lake, select="stg_lake__anomaly_scores+",
+                               data_tests=False)  # fmt: skip
+    duck_seconds += time.monotonic() - started
+    assert rescored.success, rescored.failures
 
     started = time.monotonic()
     spark = transform.run_dbt_spark(spark_settings, lake, "build", "--full-refresh",
@@ -100,7 +113,7 @@ def builds(tmp_path_factory, request) -> Builds:
     message = (
         f"\nSame selection (seeds + models, full refresh) on the same lake: Spark target "
         f"{spark_seconds:.0f} s ({spark.nodes} nodes), DuckDB target {duck_seconds:.0f} s "
-        f"({duck.nodes} nodes)"
+        f"({duck.nodes} nodes, then {rescored.nodes} again after the anomaly scores)"
     )
     if reporter is not None:
         reporter.write_line(message)
@@ -253,3 +266,154 @@ def test_model_lineage(builds):
         pd.to_datetime(deployed["deployed_at_duck"], utc=True)
         == pd.to_datetime(deployed["deployed_at_spark"], utc=True)
     ).all()
+
+
+def _assert_same_times(merged: pd.DataFrame, columns: list[str]) -> None:
+    for column in columns:
+        duck = pd.to_datetime(merged[f"{column}_duck"], utc=True)
+        spark = pd.to_datetime(merged[f"{column}_spark"], utc=True)
+        same = (duck == spark) | (duck.isna() & spark.isna())
+        assert same.all(), merged.loc[~same, [f"{column}_duck", f"{column}_spark"]].head()
+
+
+def _compare(builds: Builds, table: str, keys: list[str]) -> pd.DataFrame:
+    return _joined(builds.duck(f"select * from {table}"), builds.spark(table), keys)
+
+
+# ------------------------------------------------------------------ ground truth (issue 11)
+def test_labels_joined_to_inferences(builds):
+    merged = _compare(builds, "int_labels_joined_to_inferences", ["event_id"])
+    assert len(merged) > 0
+    _assert_equal(merged, ["model", "model_version", "label", "prediction", "is_correct",
+                           "label_object_key", "label_line_number"])  # fmt: skip
+    # seconds counted as DuckDB's date_diff counts them (boundaries crossed)
+    _assert_close(merged, ["label_delay_hours", "label_value", "prediction_value"])
+    _assert_same_times(merged, ["event_ts", "labeled_at", "label_ingested_at"])
+
+
+def test_model_performance_daily(builds):
+    merged = _compare(builds, "mart_model_performance_daily", ["model", "model_version", "day"])
+    assert len(merged) > 0 and merged["labelled_predictions_duck"].sum() > 0
+    assert merged["accuracy_duck"].notna().any()
+    _assert_equal(
+        merged,
+        ["task", "predictions", "labelled_predictions", "classes", "calibration_rows",
+         "regression_rows", "min_labels", "concept_drift_status"],
+    )  # fmt: skip
+    _assert_close(
+        merged,
+        ["label_coverage", "label_delay_hours_mean", "accuracy", "precision_macro",
+         "recall_macro", "f1_macro", "ece", "mae", "rmse", "training_accuracy", "shortfall",
+         "shortfall_z"],
+    )  # fmt: skip
+    _assert_same_times(merged, ["newest_labeled_at", "source_watermark"])
+
+    keys = ["model", "model_version", "day", "class_label"]
+    merged = _compare(builds, "mart_model_performance_class_daily", keys)
+    assert len(merged) > 0
+    _assert_equal(merged, ["true_positives", "predicted", "support", "labelled_predictions"])
+    _assert_close(merged, ["precision", "recall", "f1"])
+
+
+def test_fairness_daily(builds):
+    keys = ["model", "model_version", "day", "segment_feature", "segment"]
+    merged = _compare(builds, "mart_fairness_daily", keys)
+    assert len(merged) > 0 and merged["labelled_predictions_duck"].sum() > 0
+    _assert_equal(
+        merged,
+        ["predictions", "positive_predictions", "labelled_predictions", "correct_predictions",
+         "actual_positives", "true_positives", "positive_class", "has_enough_labels",
+         "has_enough_predictions", "below_floor"],
+    )  # fmt: skip
+    _assert_close(
+        merged,
+        ["prediction_rate", "label_coverage", "accuracy", "recall", "best_accuracy",
+         "accuracy_ratio", "recall_ratio", "prediction_rate_ratio"],
+    )  # fmt: skip
+
+
+def test_label_ingestion_and_quarantine(builds):
+    merged = _compare(builds, "mart_label_ingestion", ["object_key"])
+    assert len(merged) > 0 and merged["labels_matched_duck"].sum() > 0
+    _assert_equal(
+        merged,
+        ["object_size", "lines_read", "lines_loaded", "lines_quarantined", "lines_blank",
+         "reconciles", "labels_matched", "labels_unmatched", "status", "batch_id"],
+    )  # fmt: skip
+    merged = _compare(builds, "fct_label_quarantine", ["object_key", "line_number"])
+    assert len(merged) > 0
+    _assert_equal(merged, ["reason", "raw_line", "raw_sha256", "batch_id"])
+
+
+# --------------------------------------------------------------------------- operations
+def test_ingestion_and_quarantine(builds):
+    merged = _compare(builds, "mart_ingestion", ["object_key"])
+    assert len(merged) > 0
+    _assert_equal(
+        merged,
+        ["object_size", "lines_read", "lines_loaded", "lines_quarantined", "lines_blank",
+         "lines_merged", "lines_duplicate", "reconciles", "truncated", "raw_present",
+         "replayed", "status", "status_reason", "batch_id"],
+    )  # fmt: skip
+    assert (merged["status_duck"] != "loaded").any()  # a truncated object, quarantined lines
+    merged = _compare(builds, "fct_quarantine", ["object_key", "line_number"])
+    assert len(merged) > 0
+    _assert_equal(merged, ["reason", "raw_line", "raw_sha256", "batch_id"])
+
+
+def test_failed_predictions(builds):
+    merged = _compare(builds, "fct_failed_predictions", ["event_id"])
+    assert len(merged) > 0
+    _assert_equal(
+        merged,
+        ["request_id", "model", "model_version", "endpoint", "client_id", "user_hash",
+         "error_type", "error_message", "retry_count", "fallback", "object_key",
+         "line_number"],
+    )  # fmt: skip
+    _assert_close(merged, ["latency_ms"])
+    _assert_same_times(merged, ["event_ts", "source_watermark"])
+
+
+def test_resource_usage_hourly(builds):
+    merged = _compare(builds, "mart_resource_usage_hourly", ["model", "model_version", "hour"])
+    assert len(merged) > 0 and merged["events_reporting_cpu_duck"].sum() > 0
+    _assert_equal(
+        merged, ["requests", "events_reporting", "events_reporting_cpu", "events_reporting_gpu"]
+    )
+    _assert_close(
+        merged,
+        ["cpu_pct_avg", "cpu_pct_max", "memory_mb_avg", "memory_mb_max", "gpu_util_pct_avg",
+         "gpu_util_pct_max", "gpu_memory_mb_avg", "gpu_memory_mb_max"],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- anomalies
+def test_anomalies_hourly(builds):
+    merged = _compare(builds, "mart_anomalies_hourly", ["model", "model_version", "hour", "metric"])
+    assert len(merged) > 0 and set(merged["metric"]) == {
+        "requests", "error_rate", "confidence_mean", "latency_p95_ms"
+    }  # fmt: skip
+    assert (merged["baseline_kind_duck"] != "none").any()
+    _assert_equal(
+        merged,
+        ["sample_size", "is_latest_hour", "primary_kind", "primary_points", "fallback_points",
+         "baseline_kind"],
+    )  # fmt: skip
+    _assert_close(
+        merged,
+        ["metric_value", "history_days", "primary_mean", "primary_spread", "fallback_median",
+         "fallback_spread"],
+    )  # fmt: skip
+    # rounded to 6 decimals from figures equal to 1e-9: one rounding step apart at most
+    _assert_close(merged, ["primary_z", "fallback_z", "z_score"], rel=0, abs_=1.0001e-6)
+
+
+def test_input_anomalies_daily(builds):
+    merged = _compare(builds, "mart_input_anomalies_daily", ["model", "model_version", "day"])
+    assert len(merged) > 0 and merged["scored_events_duck"].sum() > 0
+    _assert_equal(merged, ["scored_events", "day_events", "anomalous_events"])
+    _assert_close(
+        merged,
+        ["anomaly_score_mean", "score_threshold", "expected_share", "anomalous_share",
+         "anomalous_share_ratio"],
+    )  # fmt: skip

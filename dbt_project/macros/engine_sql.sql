@@ -280,3 +280,107 @@
 {% macro spark__ephemeral_or_table() -%}
     {{ return('table') }}
 {%- endmacro %}
+
+
+{# Whole `part`s (second, minute, hour, day) between two timestamps, counted as DuckDB's
+   date_diff counts them: boundaries crossed (00:00:00.9 → 00:00:02.1 is 2 seconds), where
+   Spark's timestampdiff counts elapsed units (1). #}
+{% macro timestamp_diff(part, start, end) -%}
+    {{ return(adapter.dispatch('timestamp_diff', 'inferwatch')(part, start, end)) }}
+{%- endmacro %}
+
+{% macro duckdb__timestamp_diff(part, start, end) -%}
+    date_diff('{{ part }}', {{ start }}, {{ end }})
+{%- endmacro %}
+
+{% macro spark__timestamp_diff(part, start, end) -%}
+    {%- set seconds = {'second': 1, 'minute': 60, 'hour': 3600, 'day': 86400}[part] -%}
+    (unix_seconds(date_trunc('{{ part }}', {{ end }}))
+        - unix_seconds(date_trunc('{{ part }}', {{ start }}))) div {{ seconds }}
+{%- endmacro %}
+
+
+{# A JSON object's member as text, the key given by an expression (a column), not a literal. #}
+{% macro json_text_at(json_column, key_expression) -%}
+    {{ return(adapter.dispatch('json_text_at', 'inferwatch')(json_column, key_expression)) }}
+{%- endmacro %}
+
+{% macro duckdb__json_text_at(json_column, key_expression) -%}
+    {{ json_column }} ->> {{ key_expression }}
+{%- endmacro %}
+
+{% macro spark__json_text_at(json_column, key_expression) -%}
+    get_json_object({{ json_column }}, concat('$.', {{ key_expression }}))
+{%- endmacro %}
+
+
+{# A timestamp as text in a strftime format (%Y %m %d %H %M %S only): Spark takes Java's
+   date patterns instead. #}
+{% macro format_timestamp(timestamp, format) -%}
+    {{ return(adapter.dispatch('format_timestamp', 'inferwatch')(timestamp, format)) }}
+{%- endmacro %}
+
+{% macro duckdb__format_timestamp(timestamp, format) -%}
+    strftime({{ timestamp }}, '{{ format }}')
+{%- endmacro %}
+
+{% macro spark__format_timestamp(timestamp, format) -%}
+    {%- set pattern = format | replace('%Y', 'yyyy') | replace('%m', 'MM') | replace('%d', 'dd')
+        | replace('%H', 'HH') | replace('%M', 'mm') | replace('%S', 'ss') -%}
+    date_format({{ timestamp }}, '{{ pattern }}')
+{%- endmacro %}
+
+
+{# One row per hour from `first_hour` to `last_hour` (both included), as a column `hour`. #}
+{% macro hours_between(first_hour, last_hour) -%}
+    {{ return(adapter.dispatch('hours_between', 'inferwatch')(first_hour, last_hour)) }}
+{%- endmacro %}
+
+{% macro duckdb__hours_between(first_hour, last_hour) -%}
+    unnest(generate_series({{ first_hour }}, {{ last_hour }}, interval 1 hour)) as hour
+{%- endmacro %}
+
+{% macro spark__hours_between(first_hour, last_hour) -%}
+    explode(sequence({{ first_hour }}, {{ last_hour }}, interval 1 hour)) as hour
+{%- endmacro %}
+
+
+{# The median and the median absolute deviation (about that median) of `expression` over a
+   named window frame, interpolated like quantile_cont. Spark's median and percentile take no
+   window frame, so it sorts the frame's values (collect_list) and interpolates itself. #}
+{% macro window_median(expression, window) -%}
+    {{ return(adapter.dispatch('window_median', 'inferwatch')(expression, window)) }}
+{%- endmacro %}
+
+{% macro duckdb__window_median(expression, window) -%}
+    median({{ expression }}) over {{ window }}
+{%- endmacro %}
+
+{% macro spark__window_median(expression, window) -%}
+    {{ spark_array_median('collect_list(' ~ expression ~ ') over ' ~ window) }}
+{%- endmacro %}
+
+{% macro window_mad(expression, window) -%}
+    {{ return(adapter.dispatch('window_mad', 'inferwatch')(expression, window)) }}
+{%- endmacro %}
+
+{% macro duckdb__window_mad(expression, window) -%}
+    mad({{ expression }}) over {{ window }}
+{%- endmacro %}
+
+{% macro spark__window_mad(expression, window) -%}
+    {%- set values = 'collect_list(' ~ expression ~ ') over ' ~ window -%}
+    {{ spark_array_median(
+        'transform(' ~ values ~ ', frame_value -> abs(frame_value - '
+        ~ spark_array_median(values) ~ '))'
+    ) }}
+{%- endmacro %}
+
+{# The median of an array of numbers (null when empty): the middle value, or the two middle
+   values interpolated as quantile_cont does (low + (high - low) * 0.5). #}
+{% macro spark_array_median(values) -%}
+    {%- set sorted = 'array_sort(' ~ values ~ ')' -%}
+    {%- set low = 'get(' ~ sorted ~ ', cast(floor((size(' ~ values ~ ') - 1) / 2) as int))' -%}
+    {%- set high = 'get(' ~ sorted ~ ', cast(ceil((size(' ~ values ~ ') - 1) / 2) as int))' -%}
+    ({{ low }} + ({{ high }} - {{ low }}) * 0.5)
+{%- endmacro %}

@@ -152,7 +152,7 @@ def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
 @click.option("--full-refresh", is_flag=True, help="Rebuild every selected table from bronze.")
 @click.option("--no-data-tests", is_flag=True, help="Seeds and models only, no dbt data tests.")
 def spark_build(lake, data_dir, full_refresh, no_data_tests):
-    """Build the core marts on the Spark target (dbt-spark, `make spark`) from bronze.
+    """Build the marts on the Spark target (dbt-spark, `make spark`) from bronze.
 
     The same dbt models as the DuckDB build; the tables land as Parquet under
     DATA_DIR/spark/warehouse (docs/scaling.md: which marts, and how to point it at a cluster).

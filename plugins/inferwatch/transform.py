@@ -168,8 +168,8 @@ TARGET_ENV = "INFERWATCH_DBT_TARGET"
 #: The dbt executable of the Spark environment (`make spark`); override for a cluster's own.
 SPARK_DBT_ENV = "INFERWATCH_SPARK_DBT"
 SPARK_DBT_DEFAULT = PROJECT_ROOT / ".venv" / "spark" / "bin" / "dbt"
-#: The models Spark builds by default: the core marts and everything upstream of them (the
-#: other models are DuckDB-only for now; docs/scaling.md says which and why).
+#: The models Spark builds by default: the marts and everything upstream of them (the one
+#: model left out is DuckDB-only for now; docs/scaling.md says which and why).
 SPARK_MARTS = (
     "fct_inferences",
     "mart_inference_hourly",
@@ -179,6 +179,20 @@ SPARK_MARTS = (
     "mart_feature_distribution_daily",
     "mart_drift_daily",
     "mart_model_lineage",
+    # ground truth: performance, fairness and the label ingestion records
+    "mart_model_performance_daily",
+    "mart_model_performance_class_daily",
+    "mart_fairness_daily",
+    "mart_label_ingestion",
+    "fct_label_quarantine",
+    # operations
+    "mart_ingestion",
+    "fct_quarantine",
+    "fct_failed_predictions",
+    "mart_resource_usage_hourly",
+    # anomalies (mart_input_anomalies_daily reads the scores inferwatch.anomaly wrote)
+    "mart_anomalies_hourly",
+    "mart_input_anomalies_daily",
 )
 SPARK_SELECTION = tuple(f"+{name}" for name in SPARK_MARTS)
 REFERENCE_FORMATS = ("parquet", "csv")
@@ -203,11 +217,12 @@ def spark_table_path(settings: Settings, name: str, schema: str = "inferwatch") 
 
 
 def lake_source_globs() -> list[str]:
-    """The globs the dbt sources read (meta.lake_glob), plus the reference file globs."""
-    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "__sources.yml").read_text())
+    """The globs the dbt sources read (meta.lake_glob: the inference log's and the labels'
+    source files), plus the reference file globs."""
     globs = [
         table["meta"]["lake_glob"]
-        for source in sources["sources"]
+        for path in sorted((DBT_PROJECT_DIR / "models" / "staging").glob("__*sources.yml"))
+        for source in yaml.safe_load(path.read_text())["sources"]
         for table in source.get("tables", [])
         if (table.get("meta") or {}).get("lake_glob")
     ]
@@ -302,7 +317,7 @@ def build_spark(
     settings: Settings, lake: Lake, *, full_refresh: bool = False, data_tests: bool = True,
     select: tuple[str, ...] = SPARK_SELECTION,
 ) -> BuildResult:  # fmt: skip
-    """The core marts on Spark (seeds, models and, unless told not to, their data tests);
+    """The marts on Spark (seeds, models and, unless told not to, their data tests);
     raises with the failures named. Publishing stays on DuckDB: the Spark target's marts are
     Parquet tables under ``spark_dir(settings)/warehouse`` (docs/scaling.md)."""
     extra = ["--full-refresh"] if full_refresh else []
@@ -328,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds and models only (dbt build without its data tests)")
     parser.add_argument("--full-refresh", action="store_true")
     parser.add_argument("--select", nargs="*", default=None,
-                        help="dbt selection (Spark default: the core marts and their upstream)")
+                        help="dbt selection (Spark default: the marts and their upstream)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from inferwatch.orchestrate import current_lake, current_settings

@@ -70,17 +70,26 @@ matched as (
 
 ),
 
-newest_label as (
+ranked as (
 
-    select * from matched
-    qualify row_number() over (
+    select
+        *,
+        row_number() over (
             partition by event_id
             order by
                 labeled_at desc,
                 label_ingested_at desc,
                 label_object_key desc,
                 label_line_number desc
-        ) = 1
+        ) as label_rank
+    from matched
+
+),
+
+newest_label as (
+
+    select * from ranked
+    where label_rank = 1
 
 )
 
@@ -94,7 +103,9 @@ select
     event_ts,
     event_day,
     labeled_at,
-    date_diff('second', event_ts, labeled_at) / 3600.0 as label_delay_hours,
+    -- a double, not 3600.0: Spark divides by a decimal literal in decimal (6 places)
+    cast({{ timestamp_diff('second', 'event_ts', 'labeled_at') }} as double) / 3600
+        as label_delay_hours,
     ---------- prediction and truth
     status,
     prediction,

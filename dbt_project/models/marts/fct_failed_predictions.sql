@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- The failed-prediction log: one row per error event, what the Errors dashboard searches.
 -- Incremental by UTC day: days touched by newly ingested events are rewritten whole.

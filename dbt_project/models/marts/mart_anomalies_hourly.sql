@@ -39,8 +39,7 @@ version_latency as (
         model_version,
         hour,
         -- merged buckets across endpoints: never an average of percentiles
-        latency_quantile(list(struct_pack(bucket := bucket, events := events)), 0.95)
-            as latency_p95_ms
+        {{ latency_bucket_quantile('bucket', 'events', 0.95) }} as latency_p95_ms
     from latency_buckets
     group by model, model_version, hour
 
@@ -72,7 +71,7 @@ hour_spine as (
 
     select
         model,
-        unnest(generate_series(first_hour, last_hour, interval 1 hour)) as hour
+        {{ hours_between('first_hour', 'last_hour') }}
     from model_spans
 
 ),
@@ -142,7 +141,9 @@ windowed as (
     select
         *,
         ---------- history of this series (a new version starts at zero)
-        date_diff('hour', min(hour) over whole_series, hour) / 24.0 as history_days,
+        -- a double, not 24.0: Spark divides by a decimal literal in decimal (6 places)
+        cast({{ timestamp_diff('hour', 'min(hour) over whole_series', 'hour') }} as double) / 24
+            as history_days,
         max(hour) over whole_series = hour as is_latest_hour,
         ---------- primary: same hour of the trailing days (usage) or the trailing days
         case
@@ -158,8 +159,8 @@ windowed as (
             else count(metric_value) over trailing_days
         end as primary_points,
         ---------- fallback: median and MAD of the trailing 24 hours
-        median(metric_value) over trailing_day as fallback_median,
-        mad(metric_value) over trailing_day as fallback_mad,
+        {{ window_median('metric_value', 'trailing_day') }} as fallback_median,
+        {{ window_mad('metric_value', 'trailing_day') }} as fallback_mad,
         count(metric_value) over trailing_day as fallback_points
     from series
     window
@@ -170,10 +171,11 @@ windowed as (
             range between interval {{ var('anomaly_baseline_days', 7) }} days preceding
             and interval 1 day preceding
         ),
+        -- both bounds in hours: Spark takes no frame whose bounds are of two interval types
         trailing_days as (
             partition by model, model_version, metric
             order by hour
-            range between interval {{ var('anomaly_baseline_days', 7) }} days preceding
+            range between interval {{ (var('anomaly_baseline_days', 7) | int) * 24 }} hours preceding
             and interval 1 hour preceding
         ),
         trailing_day as (

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('day')) }}
 
 -- Fairness slices: per model version, prediction day and segment of each configured segment
 -- feature (seed fairness_segments), the prediction rate of the positive class, accuracy and
@@ -80,7 +74,7 @@ sliced as (
         case segments.segment_feature
             when 'geo_country' then predictions.geo_country
             when 'geo_region' then predictions.geo_region
-            else predictions.input_features ->> segments.segment_feature
+            else {{ json_text_at('predictions.input_features', 'segments.segment_feature') }}
         end as segment,
         predictions.prediction,
         positive_classes.positive_class,
@@ -138,10 +132,11 @@ best as (
 
     select
         *,
-        max(accuracy) filter (where has_enough_labels) over slice as best_accuracy,
-        max(recall) filter (where has_enough_labels and actual_positives > 0) over slice
+        -- no FILTER: Spark takes none on a window aggregate
+        max(case when has_enough_labels then accuracy end) over slice as best_accuracy,
+        max(case when has_enough_labels and actual_positives > 0 then recall end) over slice
             as best_recall,
-        max(prediction_rate) filter (where has_enough_predictions) over slice
+        max(case when has_enough_predictions then prediction_rate end) over slice
             as best_prediction_rate
     from measured
     window slice as (partition by model, model_version, day, segment_feature)

@@ -38,7 +38,7 @@ top_reasons as (
     select
         object_key,
         -- a tie goes to the alphabetically last reason, so every rebuild gives the same text
-        arg_max(reason, (lines, reason)) as top_reason
+        {{ arg_max('reason', ['lines', 'reason']) }} as top_reason
     from quarantine_reasons
     group by object_key
 
@@ -75,7 +75,7 @@ reconciled as (
                 then 'raw object deleted by the retention policy; its bronze rows are kept'
             when lake_state.missing_from_lake
                 then 'raw object gone from the lake since '
-                    || strftime(lake_state.missing_since, '%Y-%m-%d %H:%M')
+                    || {{ format_timestamp('lake_state.missing_since', '%Y-%m-%d %H:%M') }}
                     || ' UTC; its bronze rows are kept and it is not re-ingested'
             when objects.truncated
                 then 'gzip stream cut or corrupt after line ' || objects.lines_read

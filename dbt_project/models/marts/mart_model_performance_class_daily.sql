@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('day')) }}
 
 -- Precision, recall and F1 of each class, per classifier version and prediction day, over the
 -- predictions with ground truth (scikit-learn's precision_recall_fscore_support with

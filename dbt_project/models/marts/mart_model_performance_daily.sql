@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('day')) }}
 
 -- Production quality per model version and prediction day, from the predictions that have
 -- ground truth: accuracy, macro precision/recall/F1 and calibration error (ECE, 10 equal-width
@@ -62,11 +56,11 @@ training as (
     select
         model,
         model_version,
-        try_cast(training_metrics ->> 'accuracy' as double) as training_accuracy,
-        try_cast(training_metrics ->> 'f1_macro' as double) as training_f1_macro,
-        try_cast(training_metrics ->> 'ece' as double) as training_ece,
-        try_cast(training_metrics ->> 'mae' as double) as training_mae,
-        try_cast(training_metrics ->> 'rmse' as double) as training_rmse
+        try_cast({{ json_text('training_metrics', 'accuracy') }} as double) as training_accuracy,
+        try_cast({{ json_text('training_metrics', 'f1_macro') }} as double) as training_f1_macro,
+        try_cast({{ json_text('training_metrics', 'ece') }} as double) as training_ece,
+        try_cast({{ json_text('training_metrics', 'mae') }} as double) as training_mae,
+        try_cast({{ json_text('training_metrics', 'rmse') }} as double) as training_rmse
     from {{ ref('stg_lake__registry') }}
 
 ),
@@ -136,7 +130,8 @@ calibration_bins as (
         event_day,
         least(floor(confidence * 10), 9) as confidence_bin,
         count(*) as bin_rows,
-        avg(case when is_correct then 1.0 else 0.0 end) as bin_accuracy,
+        -- an integer's mean is a double on both engines (Spark averages 1.0 in decimal)
+        avg(cast(is_correct as integer)) as bin_accuracy,
         avg(confidence) as bin_confidence
     from labelled
     where confidence is not null
@@ -151,7 +146,7 @@ calibration as (
         model_version,
         event_day,
         sum(bin_rows) as calibration_rows,
-        sum(bin_rows * abs(bin_accuracy - bin_confidence) order by confidence_bin)
+        {{ ordered_sum('bin_rows * abs(bin_accuracy - bin_confidence)', ['confidence_bin']) }}
         / sum(bin_rows) as ece
     from calibration_bins
     group by model, model_version, event_day
@@ -173,7 +168,7 @@ daily as (
             where prediction_value is not null and label_value is not null
         ) as regression_rows,
         avg(abs(prediction_value - label_value)) as mae,
-        sqrt(avg((prediction_value - label_value) ^ 2)) as rmse
+        sqrt(avg(power(prediction_value - label_value, 2))) as rmse
     from labelled
     group by model, model_version, event_day
 

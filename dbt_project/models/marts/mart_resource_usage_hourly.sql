@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 -- CPU, memory and GPU use per model, version and hour, from the events that report
 -- `resources` (numbers or numeric strings; anything else counts as not reported). Every hour
@@ -32,10 +26,18 @@ readings as (
         date_trunc('hour', event_ts) as hour,
         event_day,
         resources is not null as reports_resources,
-        try_cast(try_cast(resources ->> 'cpu_pct' as double) as decimal(38, 9)) as cpu_pct,
-        try_cast(try_cast(resources ->> 'memory_mb' as double) as decimal(38, 9)) as memory_mb,
-        try_cast(try_cast(resources ->> 'gpu_util_pct' as double) as decimal(38, 9)) as gpu_util_pct,
-        try_cast(try_cast(resources ->> 'gpu_memory_mb' as double) as decimal(38, 9)) as gpu_memory_mb
+        try_cast(
+            try_cast({{ json_text('resources', 'cpu_pct') }} as double) as decimal(38, 9)
+        ) as cpu_pct,
+        try_cast(
+            try_cast({{ json_text('resources', 'memory_mb') }} as double) as decimal(38, 9)
+        ) as memory_mb,
+        try_cast(
+            try_cast({{ json_text('resources', 'gpu_util_pct') }} as double) as decimal(38, 9)
+        ) as gpu_util_pct,
+        try_cast(
+            try_cast({{ json_text('resources', 'gpu_memory_mb') }} as double) as decimal(38, 9)
+        ) as gpu_memory_mb
     from events
 
 ),
@@ -54,14 +56,14 @@ hourly as (
         count(cpu_pct) as events_reporting_cpu,
         count(gpu_util_pct) as events_reporting_gpu,
         ---------- CPU and memory
-        avg(cpu_pct) as cpu_pct_avg,
+        cast(avg(cpu_pct) as double) as cpu_pct_avg,
         cast(max(cpu_pct) as double) as cpu_pct_max,
-        avg(memory_mb) as memory_mb_avg,
+        cast(avg(memory_mb) as double) as memory_mb_avg,
         cast(max(memory_mb) as double) as memory_mb_max,
         ---------- GPU
-        avg(gpu_util_pct) as gpu_util_pct_avg,
+        cast(avg(gpu_util_pct) as double) as gpu_util_pct_avg,
         cast(max(gpu_util_pct) as double) as gpu_util_pct_max,
-        avg(gpu_memory_mb) as gpu_memory_mb_avg,
+        cast(avg(gpu_memory_mb) as double) as gpu_memory_mb_avg,
         cast(max(gpu_memory_mb) as double) as gpu_memory_mb_max
     from readings
     group by model, model_version, hour, event_day

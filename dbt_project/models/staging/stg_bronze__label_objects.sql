@@ -9,9 +9,9 @@ with manifest as (
         select * from {{ source('labels', 'manifest') }}
     {%- else -%}
         select
-            cast(null as varchar) as object_key,
-            cast(null as varchar) as batch_id,
-            cast(null as varchar) as object_version,
+            cast(null as string) as object_key,
+            cast(null as string) as batch_id,
+            cast(null as string) as object_version,
             cast(null as bigint) as object_size,
             cast(null as bigint) as lines_read,
             cast(null as bigint) as lines_loaded,
@@ -21,6 +21,17 @@ with manifest as (
             cast(null as timestamp) as ingested_at
         where false
     {%- endif %}
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (
+            partition by object_key order by ingested_at desc, batch_id desc
+        ) as version_rank
+    from manifest
 
 )
 
@@ -38,7 +49,5 @@ select
     ---------- flags and times
     truncated,
     ingested_at
-from manifest
-qualify row_number() over (
-        partition by object_key order by ingested_at desc, batch_id desc
-    ) = 1
+from ranked
+where version_rank = 1

@@ -7,12 +7,12 @@ with quarantine as (
         select * from {{ source('labels', 'quarantine') }}
     {%- else -%}
         select
-            cast(null as varchar) as object_key,
+            cast(null as string) as object_key,
             cast(null as bigint) as line_number,
-            cast(null as varchar) as reason,
-            cast(null as varchar) as raw_line,
-            cast(null as varchar) as raw_sha256,
-            cast(null as varchar) as batch_id,
+            cast(null as string) as reason,
+            cast(null as string) as raw_line,
+            cast(null as string) as raw_sha256,
+            cast(null as string) as batch_id,
             cast(null as timestamp) as ingested_at
         where false
     {%- endif %}

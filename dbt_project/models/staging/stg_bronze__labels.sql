@@ -8,18 +8,18 @@ with label_rows as (
         select * from {{ source('labels', 'rows') }}
     {%- else -%}
         select
-            cast(null as varchar) as event_id,
-            cast(null as varchar) as request_id,
-            cast(null as varchar) as model,
-            cast(null as varchar) as model_version,
-            cast(null as varchar) as label,
+            cast(null as string) as event_id,
+            cast(null as string) as request_id,
+            cast(null as string) as model,
+            cast(null as string) as model_version,
+            cast(null as string) as label,
             cast(null as timestamp) as labeled_at,
-            cast(null as varchar) as label_source,
-            cast(null as varchar) as comment,
-            cast(null as varchar) as extra,
-            cast(null as varchar) as object_key,
+            cast(null as string) as label_source,
+            cast(null as string) as comment,
+            cast(null as string) as extra,
+            cast(null as string) as object_key,
             cast(null as bigint) as line_number,
-            cast(null as varchar) as batch_id,
+            cast(null as string) as batch_id,
             cast(null as timestamp) as ingested_at
         where false
     {%- endif %}

@@ -8,10 +8,10 @@ with scores as (
         select * from {{ source('lake', 'anomaly_scores') }}
     {%- else -%}
         select
-            cast(null as varchar) as model,
-            cast(null as varchar) as model_version,
+            cast(null as string) as model,
+            cast(null as string) as model_version,
             cast(null as date) as day,
-            cast(null as varchar) as event_id,
+            cast(null as string) as event_id,
             cast(null as double) as anomaly_score,
             cast(null as double) as score_threshold,
             cast(null as boolean) as is_anomalous,
