@@ -79,13 +79,12 @@ stop:  ## stop the Superset (+ report workers) and Airflow that `make demo` star
 	-[ ! -x $(IW) ] || $(IW) airflow stop
 	-[ ! -x $(IW) ] || $(IW) superset stop
 
-test: setup spark services  ## install what the tests need and run the whole suite
-	$(PIPE)/bin/ruff check plugins dags tests benchmarks
-	$(PIPE)/bin/sqlfluff lint dbt_project/models
+test: setup spark services lint  ## install what the tests need and run the whole suite
 	$(PIPE)/bin/python -m pytest -n $(TEST_WORKERS) tests
 
-lint:  ## ruff + sqlfluff
+lint: setup  ## ruff (lint and format) + sqlfluff
 	$(PIPE)/bin/ruff check plugins dags tests benchmarks
+	$(PIPE)/bin/ruff format --check plugins dags tests benchmarks
 	$(PIPE)/bin/sqlfluff lint dbt_project/models
 
 .PHONY: bench

@@ -74,8 +74,10 @@ def inferwatch_pipeline():
         settings = current_settings()
         return pipeline.transform(settings, current_lake(settings))
 
-    @task(doc_md="Isolation-forest scores of a sample of each touched day's inputs (per model "
-          "version, fitted on its training reference) → `mart_input_anomalies_daily`.")
+    @task(
+        doc_md="Isolation-forest scores of a sample of each touched day's inputs (per model "
+        "version, fitted on its training reference) → `mart_input_anomalies_daily`."
+    )
     def score_anomalies(build: dict, ingest_report: dict) -> dict:
         settings = current_settings()
         return pipeline.score_anomalies(settings, current_lake(settings), ingest_report)

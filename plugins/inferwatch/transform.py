@@ -322,9 +322,7 @@ def build_spark(
     Parquet tables under ``spark_dir(settings)/warehouse`` (docs/scaling.md)."""
     extra = ["--full-refresh"] if full_refresh else []
     started = time.monotonic()
-    outcome = run_dbt_spark(
-        settings, lake, "build", *extra, select=select, data_tests=data_tests
-    )
+    outcome = run_dbt_spark(settings, lake, "build", *extra, select=select, data_tests=data_tests)
     if not outcome.success:
         raise TransformError("dbt build (spark) failed: " + "; ".join(outcome.failures))
     elapsed = time.monotonic() - started
@@ -337,13 +335,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m inferwatch.transform", description=main.__doc__
     )
-    parser.add_argument("--target", choices=["duckdb", "spark"], default=None,
-                        help=f"dbt target (default: ${TARGET_ENV}, else duckdb)")
-    parser.add_argument("--no-data-tests", action="store_true",
-                        help="seeds and models only (dbt build without its data tests)")
+    parser.add_argument(
+        "--target",
+        choices=["duckdb", "spark"],
+        default=None,
+        help=f"dbt target (default: ${TARGET_ENV}, else duckdb)",
+    )
+    parser.add_argument(
+        "--no-data-tests",
+        action="store_true",
+        help="seeds and models only (dbt build without its data tests)",
+    )
     parser.add_argument("--full-refresh", action="store_true")
-    parser.add_argument("--select", nargs="*", default=None,
-                        help="dbt selection (Spark default: the marts and their upstream)")
+    parser.add_argument(
+        "--select",
+        nargs="*",
+        default=None,
+        help="dbt selection (Spark default: the marts and their upstream)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from inferwatch.orchestrate import current_lake, current_settings
