@@ -37,22 +37,67 @@
             else 2 * pow({{ latency_gamma() }}, bucket) / ({{ latency_gamma() }} + 1)
         end;
 
-    {#- q-quantile (linear interpolation between order statistics, like quantile_cont) of
-        the latencies summarised by a list of {bucket, events} structs, e.g. in Superset:
-        latency_quantile(list(struct_pack(bucket := bucket, events := events)), 0.95).
-        Each bucket's value is repeated `events` times and DuckDB's own quantile_cont runs on
-        the list: no subquery per group, so a chart of a thousand groups costs milliseconds
-        (a correlated unnest + window per group cost seconds), and the same bucket arriving
-        from several hours or endpoints needs no merging first. Memory: 8 bytes per event of
-        the largest group. -#}
-    create or replace macro latency_quantile(buckets, q) as list_aggregate(
-        flatten(list_transform(
-            buckets,
-            b -> list_resize(
-                [latency_bucket_value(b.bucket)], b.events, latency_bucket_value(b.bucket)
+    {#- q-quantile of the latencies summarised by a list of {bucket, events} structs, e.g. in
+        Superset: latency_quantile(list(struct_pack(bucket := bucket, events := events)), 0.95).
+        It equals DuckDB's quantile_cont over the list with each bucket's value repeated
+        `events` times, bit for bit, without building that list (which cost the number of
+        events: 9M for a 90-day chart): quantile_cont takes the order statistics either side
+        of rank (n - 1)·q, 0-based, and returns lower·(1 - f) + upper·f with f the rank's
+        fraction; here they come from a walk over the buckets in order, summing events.
+        Identical {bucket, events} entries (the same bucket arriving from many hours or
+        endpoints) are first merged by a histogram, so the walk costs the distinct entries.
+        No subquery: a chart of thousands of groups stays one vectorised expression. -#}
+    create or replace macro latency_quantile_walk(merged, rank_position) as list_reduce(
+        merged,
+        (walk, entry) -> case
+            when walk.result is not null or walk.seen + entry.events <= walk.lower_rank
+                then struct_pack(
+                    seen := walk.seen + entry.events,
+                    lower_rank := walk.lower_rank,
+                    upper_rank := walk.upper_rank,
+                    fraction := walk.fraction,
+                    lower_value := walk.lower_value,
+                    result := walk.result
+                )
+            else struct_pack(
+                seen := walk.seen + entry.events,
+                lower_rank := walk.lower_rank,
+                upper_rank := walk.upper_rank,
+                fraction := walk.fraction,
+                lower_value := coalesce(walk.lower_value, latency_bucket_value(entry.bucket)),
+                result := case
+                    when walk.seen + entry.events <= walk.upper_rank then null
+                    when walk.fraction = 0 then coalesce(walk.lower_value, latency_bucket_value(entry.bucket))
+                    else coalesce(walk.lower_value, latency_bucket_value(entry.bucket)) * (1 - walk.fraction)
+                        + latency_bucket_value(entry.bucket) * walk.fraction
+                end
             )
-        )),
-        'quantile_cont',
+        end,
+        struct_pack(
+            seen := 0::hugeint,
+            lower_rank := floor(rank_position),
+            upper_rank := ceil(rank_position),
+            fraction := rank_position - floor(rank_position),
+            lower_value := null::double,
+            result := null::double
+        )
+    ).result;
+
+    {#- `merged`: {bucket, events} sorted by bucket (a bucket may repeat), events > 0. -#}
+    create or replace macro latency_quantile_of_sorted(merged, q) as latency_quantile_walk(
+        merged,
+        (list_sum(list_transform(merged, entry -> entry.events)) - 1)::double * q::double
+    );
+
+    {#- Null buckets (no latency) and empty ones count as quantile_cont's nulls: not at all. -#}
+    create or replace macro latency_quantile(buckets, q) as latency_quantile_of_sorted(
+        list_transform(
+            list_sort(map_entries(list_aggregate(
+                list_filter(buckets, entry -> entry.bucket is not null and entry.events > 0),
+                'histogram'
+            ))),
+            entry -> struct_pack(bucket := entry.key.bucket, events := entry.key.events * entry.value)
+        ),
         q
     );
 {% endmacro %}

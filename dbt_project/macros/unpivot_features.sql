@@ -1,5 +1,6 @@
 {# Feature values in long form, as CTEs ending in `feature_values` / `reference_values` (model,
-   version, feature, value_num, value_cat). DuckDB turns each row or input_features object into
+   version, feature, value_num, value_cat; production values once per day and distinct value,
+   with their `value_count`). DuckDB turns each row or input_features object into
    JSON entries and types them by JSON type (macros/json_scalars.sql). Spark 3.5 has no JSON
    type function: production values are typed by their JSON text (a number's text is a JSON
    number), reference columns by their column type. One difference follows: on Spark a JSON
@@ -36,7 +37,8 @@ entries as (
 
 ),
 
-typed_entries as (
+-- values repeat (categories, rounded numbers): each distinct JSON text is typed once
+value_counts as (
 
     select
         event_day,
@@ -44,8 +46,18 @@ typed_entries as (
         model_version,
         entry.key as feature,
         entry.value,
-        json_type(entry.value) as value_type
+        count(*) as value_count
     from entries
+    group by event_day, model, model_version, entry.key, entry.value
+
+),
+
+typed_entries as (
+
+    select
+        *,
+        json_type(value) as value_type
+    from value_counts
 
 ),
 
@@ -59,7 +71,8 @@ feature_values as (
         feature,
         ---------- value
         {{ json_scalar_number('value', 'value_type') }} as value_num,
-        {{ json_scalar_text('value', 'value_type') }} as value_cat
+        {{ json_scalar_text('value', 'value_type') }} as value_cat,
+        value_count
     from typed_entries
     where value_type != 'NULL'
 
@@ -85,6 +98,21 @@ entries as (
 
 ),
 
+value_counts as (
+
+    select
+        event_day,
+        model,
+        model_version,
+        feature,
+        value,
+        count(*) as value_count
+    from entries
+    where value is not null
+    group by event_day, model, model_version, feature, value
+
+),
+
 feature_values as (
 
     select
@@ -95,9 +123,9 @@ feature_values as (
         feature,
         ---------- value
         {{ spark_json_number('value') }} as value_num,
-        value as value_cat
-    from entries
-    where value is not null
+        value as value_cat,
+        value_count
+    from value_counts
 
 )
 {%- endmacro %}

@@ -1,6 +1,7 @@
--- Production values in long form: one row per event and input feature (the keys of
+-- Production values in long form: per day, model version and input feature (the keys of
 -- input_features), plus the outputs as pseudo-features `prediction` and `confidence` (an input
--- key of either name is left out). Values follow the same JSON rule as the references.
+-- key of either name is left out), each distinct value once with the events that sent it
+-- (`value_count`). Values follow the same JSON rule as the references.
 with events as (
 
     select

@@ -14,22 +14,70 @@ with new_events as (
 
 ),
 
-ranked as (
+-- Duplicates are ranked on the narrow key columns only, then their later arrivals are
+-- anti-joined away: the wide rows (JSON columns included) stream through once instead of
+-- being sorted by a window (or materialised as a CTE read three times) over all of them.
+-- (object_key, batch_id, line_number) names one line.
+new_event_keys as (
 
     select
-        *,
+        event_id,
+        object_key,
+        batch_id,
+        line_number,
+        ingested_at
+    from {{ ref('stg_inference_events') }}
+    {% if is_incremental() %}
+        where {{ events_since_last_build(ref('stg_inference_events')) }}
+    {% endif %}
+
+),
+
+repeated_event_ids as (
+
+    select event_id
+    from new_event_keys
+    group by event_id
+    having count(*) > 1
+
+),
+
+ranked_repeats as (
+
+    select
+        new_event_keys.event_id,
+        new_event_keys.object_key,
+        new_event_keys.batch_id,
+        new_event_keys.line_number,
         row_number() over (
-            partition by event_id order by ingested_at, object_key, line_number
+            partition by new_event_keys.event_id
+            order by new_event_keys.ingested_at, new_event_keys.object_key, new_event_keys.line_number
         ) as arrival_rank
-    from new_events
+    from new_event_keys
+    inner join repeated_event_ids
+        on new_event_keys.event_id = repeated_event_ids.event_id
+
+),
+
+later_arrivals as (
+
+    select * from ranked_repeats
+    where arrival_rank > 1
 
 ),
 
 deduplicated as (
 
-    select {{ star_except('ranked', ['arrival_rank'], ref('stg_inference_events')) }}
-    from ranked
-    where arrival_rank = 1
+    select new_events.*
+    from new_events
+    where not exists (
+            select 1
+            from later_arrivals
+            where later_arrivals.event_id = new_events.event_id
+                and later_arrivals.object_key = new_events.object_key
+                and later_arrivals.batch_id = new_events.batch_id
+                and later_arrivals.line_number = new_events.line_number
+        )
 
 ),
 

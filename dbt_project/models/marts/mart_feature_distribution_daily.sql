@@ -109,7 +109,8 @@ compared_values as (
         feature_values.feature,
         reference_features.feature_type,
         feature_values.value_num,
-        feature_values.value_cat
+        feature_values.value_cat,
+        feature_values.value_count
     from feature_values
     inner join matched_versions
         on feature_values.model = matched_versions.model
@@ -133,7 +134,7 @@ numeric_values as (
         reference_version,
         feature,
         value_num,
-        count(*) as value_count
+        sum(value_count) as value_count
     from compared_values
     where feature_type = 'numeric'
     group by day, model, model_version, reference_version, feature, value_num
@@ -197,7 +198,7 @@ category_counts as (
         compared_values.feature,
         'category' as bin_kind,
         coalesce(categories.bin_index, 0) as bin_index,
-        count(*) as production_count
+        sum(compared_values.value_count) as production_count
     from compared_values
     left join categories
         on compared_values.model = categories.model
@@ -225,7 +226,7 @@ production_totals as (
         model_version,
         reference_version,
         feature,
-        count(*) as production_total
+        cast(sum(value_count) as bigint) as production_total
     from compared_values
     group by day, model, model_version, reference_version, feature
 

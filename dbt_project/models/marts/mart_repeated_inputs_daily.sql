@@ -24,7 +24,7 @@ watermark as (
 
 ),
 
-canonical as (
+inputs as (
 
     select
         coalesce(client_id, 'unknown') as client_id,
@@ -32,14 +32,7 @@ canonical as (
         model,
         user_hash,
         event_ts,
-        -- keys sorted, values as DuckDB writes JSON: the same input whatever the key order
-        '{' || array_to_string(
-            list_transform(
-                list_sort(map_entries(input_features::map (varchar, json))),
-                entry -> to_json(entry.key) || ':' || coalesce(entry.value::varchar, 'null')
-            ),
-            ','
-        ) || '}' as input_canonical
+        input_features
     from events
 
 ),
@@ -50,8 +43,77 @@ client_days as (
         client_id,
         event_day,
         count(*) as client_day_requests
-    from canonical
+    from inputs
     group by client_id, event_day
+
+),
+
+-- Most inputs are sent once. An order-independent fingerprint (a sum of the entries' hashes)
+-- is far cheaper than the sorted text below and equal whenever that text is, so only inputs
+-- whose fingerprint repeats are spelled out. Inputs that are not JSON objects have no entries
+-- (and no text): they are left out here.
+entry_hashes as (
+
+    select
+        *,
+        list_transform(
+            map_entries(input_features::map (varchar, json)),
+            entry -> hash(entry.key, coalesce(entry.value::varchar, 'null'))::hugeint
+        ) as entry_hashes
+    from inputs
+
+),
+
+fingerprinted as (
+
+    select
+        client_id,
+        event_day,
+        model,
+        user_hash,
+        event_ts,
+        input_features,
+        coalesce(list_sum(entry_hashes), 0) as input_fingerprint
+    from entry_hashes
+    where entry_hashes is not null
+
+),
+
+repeated_fingerprints as (
+
+    select
+        client_id,
+        event_day,
+        model,
+        input_fingerprint
+    from fingerprinted
+    group by client_id, event_day, model, input_fingerprint
+    having count(*) >= {{ min_repeats }}
+
+),
+
+canonical as (
+
+    select
+        fingerprinted.client_id,
+        fingerprinted.event_day,
+        fingerprinted.model,
+        fingerprinted.user_hash,
+        fingerprinted.event_ts,
+        -- keys sorted, values as DuckDB writes JSON: the same input whatever the key order
+        '{' || array_to_string(
+            list_transform(
+                list_sort(map_entries(fingerprinted.input_features::map (varchar, json))),
+                entry -> to_json(entry.key) || ':' || coalesce(entry.value::varchar, 'null')
+            ),
+            ','
+        ) || '}' as input_canonical
+    from fingerprinted
+    inner join repeated_fingerprints  -- one row per fingerprint: a semi-join
+        on fingerprinted.client_id = repeated_fingerprints.client_id
+            and fingerprinted.event_day = repeated_fingerprints.event_day
+            and fingerprinted.model = repeated_fingerprints.model
+            and fingerprinted.input_fingerprint = repeated_fingerprints.input_fingerprint
 
 ),
 
@@ -67,8 +129,7 @@ repeats as (
         count(distinct user_hash) as distinct_users,
         min(event_ts) as first_seen,
         max(event_ts) as last_seen
-    from canonical
-    where input_canonical is not null
+    from canonical  -- never null: fingerprinted keeps JSON objects only
     group by client_id, event_day, model, input_canonical
     having count(*) >= {{ min_repeats }}
 
