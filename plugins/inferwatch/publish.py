@@ -139,7 +139,7 @@ def publish_serving(settings: Settings) -> Path:
         con.execute("detach warehouse")
 
     _swap_in(settings, settings.serving_path, fill)
-    # Only now: until the swap, readers of the replaced catalog could be reading any of them.
+    # After the swap, never before: a publish that dies earlier leaves the served files whole.
     deleted = serving_catalog.delete_unreferenced(
         settings.data_dir, built["files"], built["previous"]
     )
