@@ -41,8 +41,9 @@ def first_half(tmp_path_factory) -> Path:
 
 
 def copy_of(first_half: Path, root: Path):
-    """The first-half lake and state copied under ``root`` (the state holds no absolute path
-    that outlives a run: the served file is a copy of the marts, not views over files)."""
+    """The first-half lake and state copied under ``root``. The copied catalog's views read
+    the first half's files (absolute paths) until the copy's next publish, which serves its own
+    copies (README: Publishing)."""
     shutil.copytree(first_half, root, dirs_exist_ok=True)
     lake = Lake(str(root / "lake"))
     return settings_for(lake.url, root / "state"), lake

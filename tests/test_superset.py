@@ -15,6 +15,7 @@ import duckdb
 import pytest
 import yaml
 
+from inferwatch.publish import publish_serving
 from inferwatch.serve import superset_sync
 from inferwatch.serve.superset_sync import SupersetClient, load_assets, refresh, sync
 
@@ -228,11 +229,13 @@ def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_p
     dataset_id = first["dataset"][DATASET_UUID]
     # a later build with one more column, published in another data dir
     grown = dataclasses.replace(settings, data_dir=tmp_path)
-    shutil.copy(settings.serving_path, grown.serving_path)
+    grown.warehouse_path.parent.mkdir(parents=True)
+    shutil.copy(settings.warehouse_path, grown.warehouse_path)
     shutil.copy(settings.ops_path, grown.ops_path)
     shutil.copy(settings.secrets_path, grown.secrets_path)  # the same demo users' passwords
-    with duckdb.connect(str(grown.serving_path)) as con:
+    with duckdb.connect(str(grown.warehouse_path)) as con:
         con.execute("alter table main.mart_inference_hourly add column fallbacks bigint default 0")
+    publish_serving(grown)  # the served views are rebuilt over the grown table's files
     try:
         assert refresh(grown, password=superset_instance.password) is True
         columns = client.request("GET", f"/api/v1/dataset/{dataset_id}")["result"]["columns"]

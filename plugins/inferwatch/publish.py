@@ -4,6 +4,11 @@ A DuckDB file has one writer or many readers, never both (STACK_NOTES), so nothi
 in place: each published file is built under a temporary name, checkpointed, closed and then
 ``os.replace``-d over the served one. Readers answer from the old file until the swap and from
 the new one right after.
+
+``serving.duckdb`` is a small catalog: views over immutable Parquet partitions of the marts
+and facts, of which a publish writes only those whose content changed
+(``inferwatch.serving_catalog``), and the warehouse's macros. ``ops.duckdb`` holds small tables
+and is a copy.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from inferwatch import serving_catalog
 from inferwatch.config import Settings
 
 log = logging.getLogger(__name__)
@@ -46,17 +52,28 @@ ALERT_LOG_COLUMNS = (
 SERVING_PREFIXES = ("fct_", "mart_")
 
 
-def _swap_in(target: Path, fill) -> None:
+def _swap_in(settings: Settings, target: Path, fill) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with duckdb.connect(str(tmp)) as con:
+        with duckdb.connect(str(tmp), config=_duckdb_config(settings)) as con:
+            con.execute("set enable_progress_bar = false")  # no bars in task logs
             fill(con)
             con.execute("checkpoint")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
         Path(f"{tmp}.wal").unlink(missing_ok=True)
+
+
+def _duckdb_config(settings: Settings) -> dict:
+    """What every connection publishing opens gets: bounded memory whatever the history
+    (DuckDB spills past the limit), and no row order to keep while streaming to Parquet."""
+    return {
+        "memory_limit": settings.duckdb_memory_limit,
+        "threads": settings.duckdb_threads,
+        "preserve_insertion_order": False,
+    }
 
 
 def _copy_tables(con: duckdb.DuckDBPyConnection, warehouse: Path, wanted) -> None:
@@ -103,12 +120,30 @@ def is_serving_table(name: str) -> bool:
 
 
 def publish_serving(settings: Settings) -> Path:
-    """Swap in a new serving.duckdb holding the dashboards' marts from the candidate build."""
-    _swap_in(
-        settings.serving_path,
-        lambda con: _copy_tables(con, settings.warehouse_path, is_serving_table),
+    """Swap in a new serving.duckdb: views over the dashboards' marts from the candidate build,
+    whose partitions are written only where they changed since the served catalog."""
+    built: dict[str, list] = {}
+
+    def fill(con: duckdb.DuckDBPyConnection) -> None:
+        built["previous"] = serving_catalog.read_files(con, settings.serving_path)
+        con.execute(f"attach '{settings.warehouse_path}' as warehouse (read_only)")
+        present = con.execute(
+            "select table_name from information_schema.tables where table_catalog = "
+            "'warehouse' and table_schema = 'main' and table_type = 'BASE TABLE' order by 1"
+        ).fetchall()
+        tables = [table for (table,) in present if is_serving_table(table)]
+        built["files"] = serving_catalog.build(
+            con, settings.data_dir, tables, built["previous"] or []
+        )
+        _copy_macros(con)
+        con.execute("detach warehouse")
+
+    _swap_in(settings, settings.serving_path, fill)
+    # After the swap, never before: a publish that dies earlier leaves the served files whole.
+    deleted = serving_catalog.delete_unreferenced(
+        settings.data_dir, built["files"], built["previous"]
     )
-    log.info("published %s", settings.serving_path)
+    log.info("published %s (%d old files deleted)", settings.serving_path, deleted)
     return settings.serving_path
 
 
@@ -164,7 +199,7 @@ def publish_ops(settings: Settings) -> Path:
         con.unregister("validation_results")
         _copy_alert_log(con, settings.data_dir / "alerts" / "log")
 
-    _swap_in(settings.ops_path, fill)
+    _swap_in(settings, settings.ops_path, fill)
     log.info("published %s", settings.ops_path)
     return settings.ops_path
 

@@ -66,7 +66,9 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params=()) -> list[dict]:
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    return {name for (name,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+    """The marts served: views in serving.duckdb (a catalog over Parquet), tables elsewhere."""
+    listed = con.execute("select table_name from information_schema.tables").fetchall()
+    return {name for (name,) in listed}
 
 
 def hourly_alerts(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:

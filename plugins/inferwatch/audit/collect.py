@@ -122,7 +122,7 @@ def publish(settings: Settings) -> Path:
         con.execute(f"create table {ledger.TABLE} as select * from ledger.{ledger.TABLE}")
         con.execute("detach ledger")
 
-    _swap_in(published_path(settings), fill)
+    _swap_in(settings, published_path(settings), fill)
     return published_path(settings)
 
 

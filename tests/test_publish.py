@@ -1,0 +1,240 @@
+"""Publishing writes what changed: Parquet partitions by day under ``published/``, a catalog of
+views over them, old files kept for the old catalog's readers, nothing shared with a copy.
+
+A small lake of two days (two hours each), built and published, then one more hour of the
+second day, built and published again. Which partitions should be rewritten is worked out
+independently: the days whose rows differ between the two warehouse builds (EXCEPT ALL).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import settings_for
+from inferwatch import pipeline
+from inferwatch.lake import Lake
+from inferwatch.publish import is_serving_table, publish_serving
+from pipeline_steps import raw_object
+
+DAYS = ("2025-05-19", "2025-05-20")
+#: A table's day, as the design says: its date column, else the date of its hour/timestamp.
+DAY_COLUMNS = ("event_day", "day", "hour", "event_ts")
+
+
+def day_object(day: str, hour: int) -> bytes:
+    """The shared test object of ``hour`` (150 fraud events), moved to ``day``."""
+    text = gzip.decompress(raw_object(hour)).decode()
+    text = text.replace("2025-05-20T", f"{day}T").replace('"event_id": "o', f'"event_id": "{day}-o')
+    return gzip.compress(text.encode())
+
+
+def add_hour(lake: Lake, day: str, hour: int) -> None:
+    lake.write_bytes(f"raw/fraud/{day.replace('-', '/')}/{hour:02d}/part-0.jsonl.gz",
+                     day_object(day, hour))  # fmt: skip
+
+
+def build(settings, lake: Lake, run_id: str) -> None:
+    """The warehouse as the DAG builds it (discover, ingest, transform), without the gate."""
+    pipeline.ingest(settings, lake, pipeline.discover(lake), run_id)
+    pipeline.transform(settings, lake)
+
+
+def files_on_disk(data_dir: Path) -> dict[str, tuple[int, int]]:
+    """Every published file: relative path → (inode, mtime_ns)."""
+    return {
+        p.relative_to(data_dir).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in (data_dir / "published").rglob("*")
+        if p.is_file()
+    }
+
+
+def catalog_files(settings) -> dict[str, tuple[str, str]]:
+    """What the served catalog records: relative path → (table, partition)."""
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        rows = con.sql("select path, table_name, partition from published_files").fetchall()
+    return {path: (table, part) for path, table, part in rows}
+
+
+def view_paths(settings) -> set[str]:
+    """The files the views read, as their SQL names them."""
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        sql = " ".join(s for (s,) in con.sql("select sql from duckdb_views() where not internal")
+                       .fetchall())  # fmt: skip
+    return set(re.findall(r"'(/[^']*\.parquet)'", sql))
+
+
+def serving_tables(warehouse: Path) -> list[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        names = con.sql("select table_name from duckdb_tables() where schema_name = 'main'")
+        return sorted(t for (t,) in names.fetchall() if is_serving_table(t))
+
+
+def mismatches(settings) -> dict[str, tuple]:
+    """Serving relations that differ from the warehouse table: rows (EXCEPT ALL both ways),
+    column names and types."""
+    out = {}
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        con.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
+        for table in serving_tables(settings.warehouse_path):
+            extra = con.sql(f"select count(*) from (from main.{table} except all "
+                            f"from wh.main.{table})").fetchone()[0]  # fmt: skip
+            missing = con.sql(f"select count(*) from (from wh.main.{table} except all "
+                              f"from main.{table})").fetchone()[0]  # fmt: skip
+            served = con.sql(f"describe main.{table}").fetchall()
+            built = con.sql(f"describe wh.main.{table}").fetchall()
+            types_differ = [(a[:2], b[:2]) for a, b in zip(served, built, strict=True)
+                            if a[:2] != b[:2]]  # fmt: skip
+            if extra or missing or types_differ or len(served) != len(built):
+                out[table] = (extra, missing, types_differ)
+    return out
+
+
+def changed_partitions(before: Path, after: Path) -> set[tuple[str, str]]:
+    """(table, day or 'all') whose rows differ between two warehouse files."""
+    changed = set()
+    with duckdb.connect() as con:
+        con.execute(f"attach '{before}' as a (read_only)")
+        con.execute(f"attach '{after}' as b (read_only)")
+        for table in serving_tables(after):
+            columns = {name: kind for name, kind, *_ in con.sql(f"describe b.main.{table}")
+                       .fetchall()}  # fmt: skip
+            day = next((c for c in DAY_COLUMNS if c in columns), None)
+            key = f"cast(cast({day} as date) as varchar)" if day else "'all'"
+            diff = con.sql(
+                f"select distinct {key} from (from a.main.{table} except all from b.main.{table} "
+                f"union all (from b.main.{table} except all from a.main.{table}))"
+            ).fetchall()
+            changed |= {(table, value) for (value,) in diff}
+    return changed
+
+
+@pytest.fixture(scope="module")
+def two_publishes(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("publish")
+    lake = Lake(str(root / "lake"))
+    for day in DAYS:
+        for hour in (0, 1):
+            add_hour(lake, day, hour)
+    settings = settings_for(lake.url, root / "state")
+    build(settings, lake, "first")
+    publish_serving(settings)
+    out = {"settings": settings, "lake": lake, "mismatches_first": mismatches(settings)}
+    out["catalog_first"] = catalog_files(settings)
+    out["disk_first"] = files_on_disk(settings.data_dir)
+    first_warehouse = root / "first-warehouse.duckdb"
+    shutil.copy(settings.warehouse_path, first_warehouse)
+    with duckdb.connect(str(first_warehouse), read_only=True) as con:
+        out["first_fct"] = con.sql("select count(*), sum(hash(event_id, latency_ms)::hugeint) "
+                                   "from fct_inferences").fetchone()  # fmt: skip
+
+    add_hour(lake, DAYS[1], 2)
+    build(settings, lake, "second")
+    reader = duckdb.connect(str(settings.serving_path), read_only=True)  # the old catalog
+    try:
+        publish_serving(settings)
+        out["old_reader_fct"] = reader.sql("select count(*), sum(hash(event_id, latency_ms)"
+                                           "::hugeint) from fct_inferences").fetchone()  # fmt: skip
+    finally:
+        reader.close()
+    out["mismatches_second"] = mismatches(settings)
+    out["catalog_second"] = catalog_files(settings)
+    out["disk_second"] = files_on_disk(settings.data_dir)
+    out["expected_changed"] = changed_partitions(first_warehouse, settings.warehouse_path)
+    return out
+
+
+def test_one_more_hour_rewrites_only_the_partitions_it_changed(two_publishes):
+    first, second = two_publishes["catalog_first"], two_publishes["catalog_second"]
+    written = {second[path] for path in set(second) - set(first)}
+    assert written == two_publishes["expected_changed"]
+    assert ("fct_inferences", DAYS[1]) in written and ("fct_inferences", DAYS[0]) not in written
+    # every partition is still served, and the untouched ones from the very same files
+    assert set(second.values()) >= set(first.values())
+    kept = set(second) & set(first)
+    assert {first[path] for path in kept} == set(first.values()) - written
+    disk_first, disk_second = two_publishes["disk_first"], two_publishes["disk_second"]
+    assert all(disk_second[path] == disk_first[path] for path in kept)  # same inode and mtime
+    # the replaced files stay for the old catalog's readers; nothing else is on disk
+    assert set(disk_second) == set(first) | set(second)
+
+
+def test_every_view_equals_its_warehouse_table_after_each_publish(two_publishes):
+    assert two_publishes["mismatches_first"] == {}
+    assert two_publishes["mismatches_second"] == {}
+    settings = two_publishes["settings"]
+    assert len(serving_tables(settings.warehouse_path)) > 10
+    # the views read exactly the files the catalog records, by absolute path in this data dir
+    assert view_paths(settings) == {
+        str(settings.data_dir / path) for path in two_publishes["catalog_second"]
+    }
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        # the macro Superset's latency metrics call is there beside the views
+        (p95, exact) = con.sql(
+            "select latency_quantile(list(struct_pack(bucket := bucket, events := events)), "
+            "0.95), (select quantile_cont(latency_ms, 0.95) from fct_inferences) "
+            "from mart_latency_buckets_hourly"
+        ).fetchone()
+        assert abs(p95 - exact) <= 0.01 * exact
+
+
+def test_a_reader_of_the_old_catalog_reads_the_old_build(two_publishes):
+    assert two_publishes["old_reader_fct"] == two_publishes["first_fct"]
+    settings = two_publishes["settings"]
+    with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+        now = con.sql("select count(*) from fct_inferences").fetchone()[0]
+    assert now == two_publishes["first_fct"][0] + 150
+
+
+def test_a_deleted_day_disappears_and_its_files_go_a_publish_later(two_publishes, tmp_path):
+    data_dir = tmp_path / "state"
+    shutil.copytree(two_publishes["settings"].data_dir, data_dir)
+    settings = settings_for(two_publishes["lake"].url, data_dir)
+    publish_serving(settings)  # its own files from now on (see the copy test)
+    tables = serving_tables(settings.warehouse_path)
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # what retention does to a day
+        for table in tables:
+            columns = {row[0] for row in con.sql(f"describe main.{table}").fetchall()}
+            day = next((c for c in DAY_COLUMNS if c in columns), None)
+            if day:
+                con.execute(f"delete from main.{table} where cast({day} as date) = '{DAYS[0]}'")
+    before = catalog_files(settings)
+    publish_serving(settings)
+    assert mismatches(settings) == {}
+    after = catalog_files(settings)
+    assert DAYS[0] in {part for _, part in before.values()}
+    assert DAYS[0] not in {part for _, part in after.values()}
+    assert set(files_on_disk(data_dir)) == set(before) | set(after)
+    publish_serving(settings)  # no reader can hold the catalog before last any more
+    assert set(files_on_disk(data_dir)) == set(after)
+
+
+def test_a_copied_data_dir_neither_reads_nor_deletes_the_originals_files(two_publishes, tmp_path):
+    original = two_publishes["settings"].data_dir
+    copy = tmp_path / "state"
+    shutil.copytree(original, copy)
+    settings = settings_for(two_publishes["lake"].url, copy)
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # a change, so that it writes
+        con.execute("update main.fct_inferences set latency_ms = latency_ms + 1 "
+                    f"where event_day = '{DAYS[1]}'")  # fmt: skip
+    disk = files_on_disk(original)
+    hidden = original.with_name("hidden-published")
+    (original / "published").rename(hidden)  # reading the original's files would fail now
+    try:
+        publish_serving(settings)
+        assert mismatches(settings) == {}
+    finally:
+        hidden.rename(original / "published")
+    assert files_on_disk(original) == disk  # same files, inodes and mtimes
+    assert view_paths(settings) and all(
+        path.startswith(f"{copy}/published/") for path in view_paths(settings)
+    )
+    # what did not change is served from the copy's own copies: only the changed day is new
+    catalog = catalog_files(settings)
+    new = set(catalog) - set(two_publishes["catalog_second"])
+    assert new and {catalog[path] for path in new} == {("fct_inferences", DAYS[1])}
