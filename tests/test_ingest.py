@@ -89,12 +89,17 @@ def test_keys_named_twice_quarantine_the_line_and_never_fail_the_chunk():
         '{"timestamp": 1716216720, "model": "m", "input_features": {"email": "a@b.co", "email": "c@d.co"}}',
         '{"timestamp": 1716216720, "model": "m", "resources": {"note": "x@y.io", "note": 1}}',
         '{"timestamp": 1716216720, "model": "m", "input_features": {"age": 3}, "team": "a"}',
+        # no PII, but the drift and repeated-input marts split input_features into entries
+        '{"timestamp": 1716216720, "model": "m", "input_features": {"age": 3, "age": 4}}',
+        '{"timestamp": 1716216720, "model": "m", "resources": {"gpu": 1, "gpu": 2}}',
     )  # fmt: skip
     assert [r["reason"] for r in rows] == [
         "duplicate key in the JSON object",
         "duplicate key in the JSON object",
         "duplicate key in input_features",
         "duplicate key in resources",
+        None,
+        "duplicate key in input_features",
         None,
     ]
     assert json.loads(rows[4]["extra"]) == {"team": "a"}

@@ -203,8 +203,15 @@ def _reason(cap: int) -> str:
         checks.append(
             (f"wrong type: {field} (object expected)", wrong(field, kind(field, _is_object)))
         )
-    # Only objects that look like PII are split into entries (see _scrub_object).
-    for field in ("input_features", "resources", "model_metadata"):
+    # The marts split input_features into entries (MAP casts: drift, repeated inputs), so any
+    # repeated key there is refused; the other objects are split only when they look like PII
+    # (see _scrub_object), so only then is a repeated key a problem.
+    features = _f("input_features")
+    checks.append((
+        "duplicate key in input_features",
+        f"{_is_object(features)} and {_has_duplicate_keys(f'json_keys({features})')}",
+    ))  # fmt: skip
+    for field in ("resources", "model_metadata"):
         obj = _f(field)
         checks.append((
             f"duplicate key in {field}",
