@@ -280,6 +280,20 @@ def _compare(builds: Builds, table: str, keys: list[str]) -> pd.DataFrame:
     return _joined(builds.duck(f"select * from {table}"), builds.spark(table), keys)
 
 
+def test_repeated_inputs_daily(builds):
+    """Some simulated inputs repeat within a client-day (few features, rounded values): the
+    same canonical texts (keys sorted, values as DuckDB writes JSON), hashes, ranks and counts
+    on both engines."""
+    merged = _compare(
+        builds, "mart_repeated_inputs_daily", ["client_id", "event_day", "repeat_rank"]
+    )
+    assert len(merged) > 0
+    _assert_equal(merged, ["model", "input_hash", "input_features", "repeats",
+                           "client_day_requests", "distinct_users"])  # fmt: skip
+    _assert_close(merged, ["traffic_share"])
+    _assert_same_times(merged, ["first_seen", "last_seen", "source_watermark"])
+
+
 # ------------------------------------------------------------------ ground truth (issue 11)
 def test_labels_joined_to_inferences(builds):
     merged = _compare(builds, "int_labels_joined_to_inferences", ["event_id"])

@@ -168,8 +168,7 @@ TARGET_ENV = "INFERWATCH_DBT_TARGET"
 #: The dbt executable of the Spark environment (`make spark`); override for a cluster's own.
 SPARK_DBT_ENV = "INFERWATCH_SPARK_DBT"
 SPARK_DBT_DEFAULT = PROJECT_ROOT / ".venv" / "spark" / "bin" / "dbt"
-#: The models Spark builds by default: the marts and everything upstream of them (the one
-#: model left out is DuckDB-only for now; docs/scaling.md says which and why).
+#: The models Spark builds by default: every mart and everything upstream of them.
 SPARK_MARTS = (
     "fct_inferences",
     "mart_inference_hourly",
@@ -179,6 +178,7 @@ SPARK_MARTS = (
     "mart_feature_distribution_daily",
     "mart_drift_daily",
     "mart_model_lineage",
+    "mart_repeated_inputs_daily",
     # ground truth: performance, fairness and the label ingestion records
     "mart_model_performance_daily",
     "mart_model_performance_class_daily",

@@ -1,11 +1,5 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_day',
-        incremental_strategy='delete+insert',
-    )
-}}
+{{ config(**incremental_by_day('event_day')) }}
 
 {%- set top_n = var('repeated_inputs_top_n', 10) -%}
 {%- set min_repeats = var('repeated_inputs_min_repeats', 2) -%}
@@ -56,10 +50,7 @@ entry_hashes as (
 
     select
         *,
-        list_transform(
-            map_entries(input_features::map (varchar, json)),
-            entry -> hash(entry.key, coalesce(entry.value::varchar, 'null'))::hugeint
-        ) as entry_hashes
+        {{ json_entry_hashes('input_features') }} as entry_hashes
     from inputs
 
 ),
@@ -73,7 +64,7 @@ fingerprinted as (
         user_hash,
         event_ts,
         input_features,
-        coalesce(list_sum(entry_hashes), 0) as input_fingerprint
+        {{ hash_sum('entry_hashes') }} as input_fingerprint
     from entry_hashes
     where entry_hashes is not null
 
@@ -101,13 +92,7 @@ canonical as (
         fingerprinted.user_hash,
         fingerprinted.event_ts,
         -- keys sorted, values as DuckDB writes JSON: the same input whatever the key order
-        '{' || array_to_string(
-            list_transform(
-                list_sort(map_entries(fingerprinted.input_features::map (varchar, json))),
-                entry -> to_json(entry.key) || ':' || coalesce(entry.value::varchar, 'null')
-            ),
-            ','
-        ) || '}' as input_canonical
+        {{ canonical_json_object('fingerprinted.input_features') }} as input_canonical
     from fingerprinted
     inner join repeated_fingerprints  -- one row per fingerprint: a semi-join
         on fingerprinted.client_id = repeated_fingerprints.client_id
@@ -124,7 +109,7 @@ repeats as (
         event_day,
         model,
         input_canonical,
-        sha256(input_canonical) as input_hash,
+        {{ sha256_hex('input_canonical') }} as input_hash,
         count(*) as repeats,
         count(distinct user_hash) as distinct_users,
         min(event_ts) as first_seen,
@@ -143,7 +128,14 @@ ranked as (
             partition by client_id, event_day order by repeats desc, input_hash asc, model asc
         ) as repeat_rank
     from repeats
-    qualify repeat_rank <= {{ top_n }}
+
+),
+
+top_repeats as (
+
+    select *
+    from ranked
+    where repeat_rank <= {{ top_n }}
 
 ),
 
@@ -151,25 +143,25 @@ final as (
 
     select
         ---------- grain
-        ranked.client_id,
-        ranked.event_day,
-        ranked.repeat_rank,
+        top_repeats.client_id,
+        top_repeats.event_day,
+        top_repeats.repeat_rank,
         ---------- the input
-        ranked.model,
-        ranked.input_hash,
-        ranked.input_canonical as input_features,
+        top_repeats.model,
+        top_repeats.input_hash,
+        top_repeats.input_canonical as input_features,
         ---------- how often
-        ranked.repeats,
+        top_repeats.repeats,
         client_days.client_day_requests,
-        ranked.repeats / client_days.client_day_requests as traffic_share,
-        ranked.distinct_users,
-        ranked.first_seen,
-        ranked.last_seen,
+        top_repeats.repeats / client_days.client_day_requests as traffic_share,
+        top_repeats.distinct_users,
+        top_repeats.first_seen,
+        top_repeats.last_seen,
         watermark.source_watermark
-    from ranked
+    from top_repeats
     inner join client_days
-        on ranked.client_id = client_days.client_id
-            and ranked.event_day = client_days.event_day
+        on top_repeats.client_id = client_days.client_id
+            and top_repeats.event_day = client_days.event_day
     cross join watermark
 
 )
