@@ -354,12 +354,17 @@ def test_label_ingestion_and_quarantine(builds):
         ["object_size", "lines_read", "lines_loaded", "lines_quarantined", "lines_blank",
          "reconciles", "labels_matched", "labels_unmatched", "status", "batch_id"],
     )  # fmt: skip
-    merged = _compare(builds, "fct_label_quarantine", ["object_key", "line_number"])
+    _assert_quarantine_equal(builds, "fct_label_quarantine")
+
+
+# --------------------------------------------------------------------------- operations
+def _assert_quarantine_equal(builds, table: str) -> None:
+    """Both quarantine facts (log lines, label lines) share their columns."""
+    merged = _compare(builds, table, ["object_key", "line_number"])
     assert len(merged) > 0
     _assert_equal(merged, ["reason", "raw_line", "raw_sha256", "batch_id"])
 
 
-# --------------------------------------------------------------------------- operations
 def test_ingestion_and_quarantine(builds):
     merged = _compare(builds, "mart_ingestion", ["object_key"])
     assert len(merged) > 0
@@ -370,9 +375,7 @@ def test_ingestion_and_quarantine(builds):
          "replayed", "status", "status_reason", "batch_id"],
     )  # fmt: skip
     assert (merged["status_duck"] != "loaded").any()  # a truncated object, quarantined lines
-    merged = _compare(builds, "fct_quarantine", ["object_key", "line_number"])
-    assert len(merged) > 0
-    _assert_equal(merged, ["reason", "raw_line", "raw_sha256", "batch_id"])
+    _assert_quarantine_equal(builds, "fct_quarantine")
 
 
 def test_failed_predictions(builds):
