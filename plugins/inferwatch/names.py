@@ -1,0 +1,43 @@
+"""The patterns that names from log lines must match before they are trusted.
+
+A model name, a version, an endpoint or a feature name arrives in a log line written by
+someone else, and later becomes a lake path (``reference/<model>/<version>/``), a Data Docs
+key, an alert's e-mail subject, a SQL value and a chart label. Checking them once, at the
+door (the parser quarantines a line whose names do not match), is what lets every later step
+use them as they are. README.md ("The log contract") documents the patterns for producers.
+
+Every pattern is written in the subset that Python's ``re`` and DuckDB's RE2 read alike, so
+the parser (SQL) and the Python steps apply the very same rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: ``customer_churn``, ``fraud-detector.eu``: starts with a letter or digit (never ``.`` or
+#: ``..``), no separator, no ``=`` (a Hive partition in a path), no space or control character.
+MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+#: ``v2``, ``1.4.0``, ``2025-05-01``, ``3f2a9c1``.
+MODEL_VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
+#: ``/v1/predict``, ``churn-endpoint``, ``projects/p/endpoints/123``: slashes allowed (an
+#: endpoint never becomes a lake path), no space, quote or control character.
+ENDPOINT_PATTERN = r"[A-Za-z0-9_./:@+-]{1,256}"
+#: ``age``, ``plan``, ``amount.log``, ``num:tenure``: spaces allowed inside (not at the ends).
+FEATURE_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:+ -]{0,126}[A-Za-z0-9_.:+-]|[A-Za-z0-9_]"
+
+PATTERNS = {
+    "model": MODEL_PATTERN,
+    "model_version": MODEL_VERSION_PATTERN,
+    "endpoint": ENDPOINT_PATTERN,
+    "feature": FEATURE_PATTERN,
+}
+_COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
+
+
+def is_valid(kind: str, value: object) -> bool:
+    """Does ``value`` match the whole pattern of ``kind`` (``model``, ``model_version``, …)?"""
+    return isinstance(value, str) and _COMPILED[kind].fullmatch(value) is not None
+
+
+class InvalidName(ValueError):
+    """A name that should have been refused at the door reached a step that uses it."""
