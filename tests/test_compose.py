@@ -8,6 +8,7 @@ built from the same DAGs, dbt project, expectations and Superset assets as the d
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -110,3 +111,84 @@ def test_images_carry_the_same_project_as_the_default(compose):
     config = compose["services"]["superset"]["environment"]["SUPERSET_CONFIG_PATH"]
     assert config.endswith("/superset_config.py")
     assert (ROOT / "superset" / "superset_config.py").exists()
+
+
+# ---------------------------------------------------------------- least privilege (issue 18)
+#: Variables that hold secrets: their values must never reach a command line, which `ps`
+#: shows to every user of the host (and `docker inspect` to every member of the docker group).
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY\b|KEY$|AUTH")
+#: ``$$NAME`` / ``$${NAME}``: a variable the container's shell expands, not Compose.
+SHELL_VARIABLE = re.compile(r"\$\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+#: Where a shell command line starts: the shell itself, or after an operator or a pipe.
+COMMAND_BOUNDARY = re.compile(r"&&|\|\||[|;()\n]|\bthen\b|\bdo\b|\bin\b|;;")
+
+
+def _command_lines(svc: dict) -> dict[str, str]:
+    """The texts that become processes' argv: command, entrypoint and health check."""
+    out = {}
+    for key in ("command", "entrypoint"):
+        value = svc.get(key)
+        if value is not None:
+            out[key] = value if isinstance(value, str) else " ".join(map(str, value))
+    test = (svc.get("healthcheck") or {}).get("test")
+    if test:
+        out["healthcheck"] = test if isinstance(test, str) else " ".join(map(str, test))
+    return out
+
+
+def test_no_command_line_carries_a_secret(compose):
+    for name, svc in compose["services"].items():
+        for where, text in _command_lines(svc).items():
+            # Compose interpolation puts the value itself into argv
+            interpolated = [v for v in VARIABLE.findall(text) if SECRET_NAME.search(v)]
+            assert not interpolated, f"{name} {where} interpolates {interpolated}"
+            assert not re.search(r"--requirepass|--password|\s-a\s|-p\s*\$", text), (name, where)
+            # A shell variable may hold a secret only as an argument of the builtin printf
+            # (its output goes to a pipe or a file, never to another process's argv).
+            for segment in COMMAND_BOUNDARY.split(text):
+                secrets = [v for v in SHELL_VARIABLE.findall(segment) if SECRET_NAME.search(v)]
+                assert not secrets or segment.split()[0] == "printf", (
+                    f"{name} {where}: {secrets} on the command line of {segment.strip()!r}"
+                )
+
+
+def test_redis_reads_its_password_from_a_file_and_the_environment(compose):
+    redis = compose["services"]["redis"]
+    assert "REDIS_PASSWORD" in redis["environment"]
+    assert redis["environment"]["REDISCLI_AUTH"] == "${REDIS_PASSWORD}"
+    assert "redis-server /tmp/redis.conf" in _command_lines(redis)["command"]
+
+
+def _lake_policy(compose: dict) -> dict:
+    content = compose["configs"]["lake-policy"]["content"]
+    return json.loads(content.replace("${INFERWATCH_LAKE_BUCKET:-inferwatch-lake}", "lake"))
+
+
+def test_the_lake_connection_is_a_user_limited_to_the_lake_bucket(compose):
+    airflow_env = compose["services"]["airflow-scheduler"]["environment"]
+    connection = airflow_env["AIRFLOW_CONN_INFERWATCH_LAKE"]
+    assert "MINIO_ROOT" not in connection
+    assert "${INFERWATCH_LAKE_USER" in connection and "${INFERWATCH_LAKE_PASSWORD" in connection
+    # MinIO's root login is known to minio and the one-shot minio-init only
+    for name, svc in compose["services"].items():
+        env = json.dumps(svc.get("environment") or {})
+        if name not in ("minio", "minio-init"):
+            assert "MINIO_ROOT" not in env, name
+    init = compose["services"]["minio-init"]
+    command = _command_lines(init)["command"]
+    for step in ("mc mb --ignore-existing", "mc admin user add root", "mc admin policy create root"
+                 " inferwatch-lake", "mc admin policy attach root inferwatch-lake"):  # fmt: skip
+        assert step in command, step
+    assert init["configs"][0]["source"] == "lake-policy"
+    # every pipeline service starts after the lake user exists
+    for name, svc in compose["services"].items():
+        if name.startswith("airflow-"):
+            depends = svc["depends_on"]
+            assert depends["minio-init"]["condition"] == "service_completed_successfully", name
+    policy = _lake_policy(compose)
+    resources = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        assert all(a.startswith("s3:") and "*" not in a for a in statement["Action"])
+        resources.update(statement["Resource"])
+    assert resources == {"arn:aws:s3:::lake", "arn:aws:s3:::lake/*"}
