@@ -22,17 +22,24 @@ Environment:
   it *shared*, the pipeline's publish and Superset refresh hold it *exclusive*, so a report
   never runs while a build is being swapped in (superset/README.md: reports and publishing).
 - ``CHROMEDRIVER`` (default ``/usr/bin/chromedriver``): Debian's ``chromium-driver``.
+- ``INFERWATCH_SUPERSET_DUCKDB_READ_DIRS``: folders (``os.pathsep``-separated) every DuckDB
+  connection may read besides the ``published/`` folder beside its file (default: none);
+  ``INFERWATCH_SUPERSET_DUCKDB_STATEMENTS``: the DuckDB statement types SQL Lab and charts may
+  run (default ``SELECT``). README.md: Governance.
 """
 
 import fcntl
 import hashlib
 import logging
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 from celery.schedules import crontab
 from celery.signals import task_postrun, task_prerun
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 SUPERSET_HOME = os.path.abspath(
     os.environ.get("SUPERSET_HOME") or os.path.expanduser("~/.superset")
@@ -78,6 +85,96 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 # One process per worker keeps its own counters; no Redis is needed for a local Superset.
 RATELIMIT_STORAGE_URI = "memory://"
+
+# ---------- DuckDB: analysts see marts, not the machine (README.md: Governance)
+# Superset's DuckDB connections would otherwise read (read_text, read_csv, glob, ATTACH) and
+# write (COPY ... TO) any file this process can, secrets.env included. Two layers:
+# 1. every DuckDB connection is confined, as it opens, to the ``published/`` folder beside its
+#    file (the Parquet partitions serving.duckdb's views read) and locked there;
+# 2. SQL Lab and charts run SELECT statements only: DuckDB still writes inside an allowed
+#    folder (COPY ... TO, EXPORT DATABASE, a writable ATTACH), and nothing may write there.
+#: Folders every DuckDB connection may also read (os.pathsep-separated), e.g. the original
+#: data dir's ``published/`` while a copied data dir has not been published yet.
+DUCKDB_EXTRA_READ_DIRS = [
+    path
+    for path in os.environ.get("INFERWATCH_SUPERSET_DUCKDB_READ_DIRS", "").split(os.pathsep)
+    if path.strip()
+]
+#: DuckDB statement types (duckdb.StatementType names) Superset may run on a DuckDB database.
+DUCKDB_STATEMENTS = frozenset(
+    kind.strip().upper()
+    for kind in (os.environ.get("INFERWATCH_SUPERSET_DUCKDB_STATEMENTS") or "SELECT").split(",")
+    if kind.strip()
+)
+_PUBLISHED_DIR = "published"  # inferwatch.serving_catalog.PUBLISHED_DIR
+
+
+def _duckdb_read_dirs(database_path: str | None) -> list[str]:
+    beside = [os.path.join(os.path.dirname(database_path), _PUBLISHED_DIR)] if database_path else []
+    # The trailing separator makes each a folder: "/data/published" would also allow
+    # "/data/published-old".
+    return [os.path.join(os.path.abspath(path), "") for path in beside + DUCKDB_EXTRA_READ_DIRS]
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@event.listens_for(Engine, "connect")
+def _confine_duckdb(dbapi_connection, _connection_record) -> None:
+    """Run on every new DBAPI connection of every engine (metadata DB included): DuckDB ones
+    get ``allowed_directories``, then no external access, then a locked configuration — in
+    that order, as statements (STACK_NOTES: passing them in ``config`` fails)."""
+    if type(dbapi_connection).__module__.split(".")[0] != "duckdb_engine":
+        return
+    con = dbapi_connection
+    # The same file opened twice in this process shares one DuckDB instance (and its global
+    # settings): a second connection finds it already confined and locked.
+    if not con.execute("select current_setting('lock_configuration')").fetchone()[0]:
+        (path,) = con.execute(
+            "select path from duckdb_databases() where database_name = current_database()"
+        ).fetchone()
+        dirs = ", ".join(_sql_literal(d) for d in _duckdb_read_dirs(path))
+        con.execute(f"set allowed_directories = [{dirs}]")
+        con.execute("set enable_external_access = false")
+        con.execute("set lock_configuration = true")
+    if con.execute("select current_setting('enable_external_access')").fetchone()[0]:
+        con.close()
+        raise RuntimeError("a DuckDB instance was locked with external access on: refused")
+
+
+class DuckDBStatementRefused(Exception):
+    """A statement Superset must not run on a DuckDB database (see DUCKDB_STATEMENTS)."""
+
+
+_duckdb_parser = None
+_duckdb_parser_lock = threading.Lock()
+
+
+def _duckdb_statement_types(sql: str) -> list[str]:
+    """The statement types DuckDB's own parser sees in ``sql`` (what DuckDB would run)."""
+    global _duckdb_parser
+    import duckdb
+
+    with _duckdb_parser_lock:  # one in-memory connection parses (a new one costs ~30 ms)
+        if _duckdb_parser is None:
+            _duckdb_parser = duckdb.connect(":memory:")
+        return [statement.type.name for statement in _duckdb_parser.extract_statements(sql)]
+
+
+def SQL_QUERY_MUTATOR(sql: str, **kwargs) -> str:  # noqa: N802 (Superset's name)
+    """Superset calls this before SQL Lab runs a statement and before a chart's query."""
+    database = kwargs.get("database")
+    if getattr(database, "backend", None) == "duckdb":
+        refused = sorted(set(_duckdb_statement_types(sql)) - DUCKDB_STATEMENTS)
+        if refused:
+            raise DuckDBStatementRefused(
+                f"{', '.join(refused)} refused: Superset runs "
+                f"{', '.join(sorted(DUCKDB_STATEMENTS))} statements only on InferWatch's DuckDB "
+                "databases (INFERWATCH_SUPERSET_DUCKDB_STATEMENTS)"
+            )
+    return sql
+
 
 # ---------- caches: no Redis
 _CACHE_DIR = os.path.join(SUPERSET_HOME, "cache")
