@@ -25,6 +25,7 @@ from inferwatch.config import Settings
 from inferwatch.ingest.bronze import ingest
 from inferwatch.ingest.manifest import MANIFEST_PREFIX, discover, read_manifest
 from inferwatch.lake import Lake
+from inferwatch.maintain.replay import replay
 from inferwatch.publish import record_run
 
 LIMIT_ENV = (
@@ -258,6 +259,12 @@ def test_models_and_features_over_the_caps_are_quarantined_and_alerted(tmp_path,
         model_reason in alert["message"] and "INFERWATCH_MAX_MODELS_PER_RUN=3" in alert["message"]
     )
     assert evaluate_and_deliver(settings, "run-1")["new"] == 0  # once per run
+
+    # the documented remedy: raise the cap, replay the lines it quarantined
+    monkeypatch.setenv("INFERWATCH_MAX_MODELS_PER_RUN", "10")
+    replayed = replay(lake, batch_id="r1", user_hash_key=b"k", work_dir=tmp_path / "replay",
+                      reason="too many distinct models")  # fmt: skip
+    assert (replayed.lines_replayed, replayed.lines_loaded) == (refused_models, refused_models)
 
 
 def _quarantine(lake: Lake) -> dict[tuple[str, int], str]:
