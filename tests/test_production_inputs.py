@@ -67,6 +67,10 @@ OBJECTS = {
     "cut.jsonl.gz": CUT_BLOB,
     "allbad.jsonl": b"[1]\n[2]\n",
 }
+#: INFERWATCH_MAX_OBJECT_BYTES for the whole module (README: Limits): one object is over it.
+MAX_OBJECT = max(len(data) for data in OBJECTS.values()) + 1
+OBJECTS["huge.jsonl"] = b"\n".join(e.encode() for e in CUT_EVENTS[: MAX_OBJECT // 100]) + b"\n"
+assert len(OBJECTS["huge.jsonl"]) > MAX_OBJECT
 
 
 def cut_expectation() -> tuple[int, int, int]:
@@ -94,11 +98,15 @@ def lake_and_settings(tmp_path_factory):
                                   "INFERWATCH_DATA_DIR": str(root / "state"),
                                   "INFERWATCH_THRESHOLDS": json.dumps(thresholds)})  # fmt: skip
     os.environ["INFERWATCH_MAX_LINE_BYTES"] = str(CAP)
+    os.environ["INFERWATCH_MAX_OBJECT_BYTES"] = str(MAX_OBJECT)
     try:
         run_steps(settings, lake, "first")
     finally:
         del os.environ["INFERWATCH_MAX_LINE_BYTES"]
-    return lake, settings
+    try:
+        yield lake, settings
+    finally:
+        del os.environ["INFERWATCH_MAX_OBJECT_BYTES"]
 
 
 def ops(settings, sql: str) -> list[tuple]:
@@ -148,8 +156,13 @@ def test_every_object_gets_a_status_and_exact_counts(lake_and_settings):
         "utf8.jsonl": ("loaded_with_quarantine", 4, 2, 2, 0, True),
         "cut.jsonl.gz": ("truncated", read, loaded, quarantined, 0, True),
         "allbad.jsonl": ("all_quarantined", 2, 0, 2, 0, True),
+        "huge.jsonl": ("too_large", 0, 0, 0, 0, True),  # over the object cap: never fetched
     }
     reasons = dict(ops(settings, "select object_key, status_reason from mart_ingestion"))
+    assert reasons[P + "huge.jsonl"] == (
+        f"object is {len(OBJECTS['huge.jsonl'])} bytes stored, over "
+        "INFERWATCH_MAX_OBJECT_BYTES; not read"
+    )
     assert reasons[P + "empty.jsonl"] == "object is 0 bytes"
     assert (
         reasons[P + "long.jsonl"]

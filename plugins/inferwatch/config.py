@@ -58,6 +58,8 @@ class Settings:
     #: Slack-compatible incoming webhook; empty: no webhook delivery.
     alert_webhook_url: str = ""
     alert_rules_path: Path = DEFAULT_ALERT_RULES
+    # ---------- ingest limits (README: Limits)
+    limits: IngestLimits = field(default_factory=lambda: IngestLimits())
 
     @property
     def duckdb_config(self) -> dict[str, str]:
@@ -93,6 +95,7 @@ class Settings:
             report_emails=_address_list(env.get("INFERWATCH_REPORT_EMAILS")),
             alert_webhook_url=(env.get("INFERWATCH_ALERT_WEBHOOK_URL") or "").strip(),
             alert_rules_path=Path(env.get("INFERWATCH_ALERT_RULES") or DEFAULT_ALERT_RULES),
+            limits=IngestLimits.from_env(env),
         )
 
     # ---------- state paths (all under data_dir)
@@ -125,6 +128,31 @@ class Settings:
     def runs_dir(self) -> Path:
         """Per-run records (validation results, run outcome) that feed ops.duckdb."""
         return self.data_dir / "runs"
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """What one raw object and one run may bring in (README: Limits): past a cap the object
+    gets a status in the manifest, or the lines a quarantine reason, never a failed run."""
+
+    #: Stored (compressed) bytes of one raw object: a larger one is not fetched at all.
+    max_object_bytes: int = 256 << 20
+    #: Inflated bytes of one raw object: inflation stops there (a gzip bomb stops early).
+    max_inflated_bytes: int = 256 << 20
+    #: Distinct model names accepted in one run; lines naming another are quarantined.
+    max_models_per_run: int = 1000
+    #: Distinct ``input_features`` names per model in one run; a line bringing more is
+    #: quarantined.
+    max_features_per_model: int = 500
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> IngestLimits:
+        default = cls()
+        return cls(**{
+            name: int(env.get(f"INFERWATCH_{name.upper()}") or getattr(default, name))
+            for name in ("max_object_bytes", "max_inflated_bytes", "max_models_per_run",
+                         "max_features_per_model")
+        })  # fmt: skip
 
 
 def _address_list(value: str | None) -> tuple[str, ...]:

@@ -150,11 +150,16 @@ def publish_serving(settings: Settings) -> Path:
 def record_run(settings: Settings, run_id: str, record: dict) -> Path:
     """Keep one JSON per run (outcome, validation rows): the append-only history ops shows."""
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.runs_dir / f"{_safe(run_id)}.json"
+    path = run_record_path(settings, run_id)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, default=str, indent=1))
     os.replace(tmp, path)
     return path
+
+
+def run_record_path(settings: Settings, run_id: str) -> Path:
+    """Where ``record_run`` keeps a run's record (the alert step reads its ingest report)."""
+    return settings.runs_dir / f"{_safe(run_id)}.json"
 
 
 def publish_ops(settings: Settings) -> Path:

@@ -61,6 +61,7 @@ reconciled as (
         + objects.lines_merged
             as reconciles,
         objects.truncated,
+        objects.limit_exceeded,
         not coalesce(lake_state.missing_from_lake or expired.object_key is not null, false)
             as raw_present,
         objects.replayed,
@@ -77,6 +78,13 @@ reconciled as (
                 then 'raw object gone from the lake since '
                     || {{ format_timestamp('lake_state.missing_since', '%Y-%m-%d %H:%M') }}
                     || ' UTC; its bronze rows are kept and it is not re-ingested'
+            when objects.limit_exceeded = 'object_bytes'
+                then 'object is ' || objects.object_size
+                    || ' bytes stored, over INFERWATCH_MAX_OBJECT_BYTES; not read'
+            when objects.limit_exceeded = 'inflated_bytes'
+                then 'inflated past INFERWATCH_MAX_INFLATED_BYTES ('
+                    || objects.inflated_bytes || ' bytes) after line ' || objects.lines_read
+                    || '; the rest was not read'
             when objects.truncated
                 then 'gzip stream cut or corrupt after line ' || objects.lines_read
                     || '; the rest was never readable'

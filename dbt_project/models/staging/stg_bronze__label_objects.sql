@@ -6,7 +6,8 @@
 with manifest as (
 
     {% if has_labels -%}
-        select * from {{ source('labels', 'manifest') }}
+        -- label manifests older than the size caps lack limit_exceeded: it reads as null
+        {{ with_optional_columns(source('labels', 'manifest'), {'limit_exceeded': 'string'}) }}
     {%- else -%}
         select
             cast(null as string) as object_key,
@@ -18,6 +19,7 @@ with manifest as (
             cast(null as bigint) as lines_quarantined,
             cast(null as bigint) as lines_blank,
             cast(null as boolean) as truncated,
+            cast(null as string) as limit_exceeded,
             cast(null as timestamp) as ingested_at
         where false
     {%- endif %}
@@ -48,6 +50,7 @@ select
     lines_blank,
     ---------- flags and times
     truncated,
+    limit_exceeded,
     ingested_at
 from ranked
 where version_rank = 1

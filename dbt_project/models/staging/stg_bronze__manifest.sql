@@ -1,9 +1,12 @@
-{%- set optional_columns = {'lines_merged': 'bigint', 'base_batch_id': 'string'} -%}
+{%- set optional_columns = {
+    'lines_merged': 'bigint', 'base_batch_id': 'string',
+    'limit_exceeded': 'string', 'inflated_bytes': 'bigint',
+} -%}
 
 -- Every manifest row ever written: one per ingestion (or quarantine replay) of a raw object.
 with manifest as (
 
-    -- manifests older than adapters or replays lack these columns: they read as null
+    -- manifests older than adapters, replays or size caps lack these columns: they read as null
     {{ with_optional_columns(source('bronze', 'manifest'), optional_columns) }}
 
 )
@@ -23,7 +26,10 @@ select
     lines_quarantined,
     lines_blank,
     coalesce(lines_merged, 0) as lines_merged,
+    inflated_bytes,
     ---------- flags and times
     truncated,
+    -- the size cap that stopped the read (README: Limits), null when none did
+    limit_exceeded,
     ingested_at
 from manifest

@@ -31,8 +31,10 @@ select
     lines_quarantined,
     lines_blank,
     lines_merged,
+    inflated_bytes,
     ---------- flags and times
     truncated,
+    limit_exceeded,
     batch_id <> base_batch_id as replayed,
     ingested_at
 from ranked

@@ -11,6 +11,7 @@ import duckdb
 from inferwatch.alerts import delivery
 from inferwatch.alerts import log as alert_log
 from inferwatch.alerts.evaluate import Alert, evaluate
+from inferwatch.alerts.ingest_limits import ingest_limit_alerts
 from inferwatch.alerts.rules import Rules, load_rules
 from inferwatch.config import Settings
 
@@ -39,6 +40,7 @@ def evaluate_and_deliver(settings: Settings, run_id: str, as_of: datetime | None
     if settings.serving_path.exists():
         with duckdb.connect(str(settings.serving_path), read_only=True) as con:
             alerts = evaluate(con, rules, as_of)
+    alerts += ingest_limit_alerts(settings, rules, run_id)
     return record_and_send(settings, rules, alerts, run_id, as_of)
 
 

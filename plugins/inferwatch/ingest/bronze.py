@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 
 from inferwatch.adapters import ProducerMap
 from inferwatch.adapters.apply import prepare_lines, settle
-from inferwatch.config import Settings
-from inferwatch.ingest.lines import Decoded, decompress, lines_table
+from inferwatch.config import IngestLimits, Settings
+from inferwatch.ingest.lines import INFLATED_BYTES, OBJECT_BYTES, Decoded, decompress, lines_table
 from inferwatch.ingest.manifest import (
     EVENTS_PREFIX,
     LABEL_MANIFEST_PREFIX,
@@ -43,7 +43,7 @@ from inferwatch.ingest.manifest import (
     is_label_key,
 )
 from inferwatch.ingest.parse import parse, parse_labels
-from inferwatch.ingest.pii import hash_user_id, sql_literal
+from inferwatch.ingest.pii import hash_user_id, sql_literal, sql_scrub_line
 from inferwatch.lake import Lake, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ class Target:
     order_by: str
 
 
-EVENTS = Target(EVENTS_PREFIX, QUARANTINE_PREFIX, MANIFEST_PREFIX, EVENT_COLUMNS, "event_ts")
+# object_key and line_number after the timestamp: the rows come out in one order every time
+EVENTS = Target(
+    EVENTS_PREFIX, QUARANTINE_PREFIX, MANIFEST_PREFIX, EVENT_COLUMNS,
+    "event_ts, object_key, line_number",
+)  # fmt: skip
 LABELS = Target(
     LABEL_ROWS_PREFIX, LABEL_QUARANTINE_PREFIX, LABEL_MANIFEST_PREFIX, LABEL_COLUMNS, "labeled_at"
 )
@@ -96,12 +100,18 @@ class IngestReport:
     lines_blank: int = 0
     lines_merged: int = 0
     truncated_objects: list[str] = field(default_factory=list)
+    #: Objects (logs and labels) a size cap stopped: key → ``limit_exceeded``.
+    objects_too_large: dict[str, str] = field(default_factory=dict)
     days: set[str] = field(default_factory=set)
     seconds: float = 0.0
     #: Ground-truth label objects (counted apart: the figures above are the inference log's).
     label_objects: int = 0
     labels_loaded: int = 0
     labels_quarantined: int = 0
+    #: Limits (README: Limits) that this run ran into, one entry per limit: what it is, how
+    #: many objects or lines it stopped and a few examples (the alert step turns it into an
+    #: ``ingest_limits`` alert).
+    limits_tripped: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -123,14 +133,21 @@ def chunks(objects: list[ObjectInfo], limit: int = CHUNK_BYTES) -> Iterator[list
 
 
 def fetched_chunks(
-    lake: Lake, objects: list[ObjectInfo], pool: ThreadPoolExecutor, limit: int = CHUNK_BYTES
+    lake: Lake,
+    objects: list[ObjectInfo],
+    pool: ThreadPoolExecutor,
+    limit: int = CHUNK_BYTES,
+    caps: IngestLimits | None = None,
 ) -> Iterator[tuple[list[ObjectInfo], list[Decoded]]]:
     """Objects with their inflated lines, in chunks of at most ``limit`` inflated bytes.
 
     Fetches run a few objects ahead in ``pool``; objects deleted since they were listed are
-    left out. The chunks depend only on the objects and their contents, so a re-run rewrites
-    the same chunk files.
+    left out. An object stored larger than ``caps.max_object_bytes`` is not fetched, and
+    inflation stops at ``caps.max_inflated_bytes`` (``Decoded.limit_exceeded``), so no object
+    holds more than the caps in memory. The chunks depend only on the objects, their contents
+    and the caps, so a re-run rewrites the same chunk files.
     """
+    caps = caps or IngestLimits()
     ahead: deque[tuple[ObjectInfo, Future]] = deque()
     todo = iter(objects)
     chunk: list[ObjectInfo] = []
@@ -138,7 +155,7 @@ def fetched_chunks(
     size = 0
     while True:
         while len(ahead) < FETCH_AHEAD and (obj := next(todo, None)) is not None:
-            ahead.append((obj, pool.submit(_fetch, lake, obj)))
+            ahead.append((obj, pool.submit(_fetch, lake, obj, caps)))
         if not ahead:
             break
         obj, future = ahead.popleft()
@@ -166,17 +183,21 @@ def ingest(
     progress: Callable[[str], None] | None = None,
     producers: ProducerMap | None = None,
     memory_limit: str | None = None,
+    limits: IngestLimits | None = None,
 ) -> IngestReport:
     """Ingest ``objects`` into bronze; safe to repeat (a re-run rewrites the same chunk files).
 
     ``producers`` routes lake prefixes to adapters (docs/producers.md); by default it is read
     from ``INFERWATCH_PRODUCERS``, and without it every object is contract v1.
-    ``memory_limit`` caps each chunk's DuckDB connection (default: ``Settings``).
+    ``memory_limit`` caps each chunk's DuckDB connection, ``limits`` the size of each object
+    and the names of a run (README: Limits); both default to ``Settings``.
     """
-    if producers is None or memory_limit is None:
+    if producers is None or memory_limit is None or limits is None:
         settings = Settings.from_env()
         producers = producers if producers is not None else ProducerMap.load(settings.producers)
         memory_limit = memory_limit or settings.duckdb_memory_limit
+        limits = limits or settings.limits
+    guard = CardinalityGuard(limits.max_models_per_run, limits.max_features_per_model)
     started = time.monotonic()
     report = IngestReport(batch_id=batch_id)
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
@@ -186,32 +207,42 @@ def ingest(
         planned = (
             (target, chunk)
             for target, group in ((EVENTS, logs), (LABELS, labels))
-            for chunk in fetched_chunks(lake, group, pool)
+            for chunk in fetched_chunks(lake, group, pool, caps=limits)
         )
         for number, (target, (chunk, decoded)) in enumerate(planned):
             _ingest_chunk(
                 lake, chunk, decoded, report,
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
-                producers=producers, target=target, memory_limit=memory_limit,
+                producers=producers, target=target, memory_limit=memory_limit, guard=guard,
             )  # fmt: skip
             if progress:
                 progress(
                     f"chunk {number + 1}: {report.objects}/{len(logs)} objects, "
                     f"{report.lines_loaded} events, {report.lines_quarantined} quarantined"
                 )
+    report.limits_tripped = _tripped(report, limits, guard)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _fetch(lake: Lake, obj: ObjectInfo) -> Decoded | None:
+def _fetch(lake: Lake, obj: ObjectInfo, caps: IngestLimits) -> Decoded | None:
     """The object's lines; None when it was deleted after it was listed (a producer's cleanup
-    racing the run): it never reaches the manifest, and the next listing no longer has it."""
+    racing the run): it never reaches the manifest, and the next listing no longer has it.
+
+    An object stored larger than the cap is not read (nor is one that grew past it since it
+    was listed), and inflation stops at the inflated cap.
+    """
+    if obj.size > caps.max_object_bytes:
+        return Decoded(obj.key, b"", False, limit_exceeded=OBJECT_BYTES)
     try:
-        return decompress(obj.key, lake.read_bytes(obj.key))
+        data = lake.read_bytes(obj.key)
     except FileNotFoundError:
         log.warning("%s: deleted after it was listed; skipped", obj.key)
         return None
+    if len(data) > caps.max_object_bytes:
+        return Decoded(obj.key, b"", False, limit_exceeded=OBJECT_BYTES)
+    return decompress(obj.key, data, caps.max_inflated_bytes)
 
 
 def _ingest_chunk(
@@ -228,10 +259,14 @@ def _ingest_chunk(
     producers: ProducerMap | None = None,
     target: Target = EVENTS,
     memory_limit: str | None = None,
+    guard: CardinalityGuard | None = None,
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
+        # Kept in order, DuckDB holds row groups per incoming batch until the statement ends;
+        # every file written below orders its own rows.
+        con.execute("set preserve_insertion_order = false")
         if memory_limit:
             con.execute(f"set memory_limit = {sql_literal(memory_limit)}")
             # Spilling goes to the chunk's own temporary folder, removed with it.
@@ -242,8 +277,9 @@ def _ingest_chunk(
             hashes = ""
         else:
             parse_lines(
-                con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key
-            )
+                con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key,
+                guard=guard,
+            )  # fmt: skip
             hashes = "left join user_hashes using (user_id)"
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
@@ -297,6 +333,10 @@ def _ingest_chunk(
         lake.move_in(str(quarantine), f"{target.quarantine_prefix}/{part}")
         lake.move_in(str(manifest), f"{target.manifest_prefix}/{part}")
 
+    for row in rows:
+        if row["limit_exceeded"]:
+            report.objects_too_large[row["object_key"]] = row["limit_exceeded"]
+            log.warning("%s: %s", row["object_key"], _LIMIT_TEXT[row["limit_exceeded"]])
     if target is LABELS:
         report.label_objects += len(rows)
         report.labels_loaded += sum(row["lines_loaded"] for row in rows)
@@ -315,6 +355,7 @@ def _ingest_chunk(
                 "%s: gzip stream is cut or corrupt; kept the lines before the cut",
                 row["object_key"],
             )
+
     report.days.update(day for (day,) in days)
 
 
@@ -324,13 +365,18 @@ def parse_lines(
     keys: list[str],
     producers: ProducerMap | None,
     user_hash_key: bytes,
+    guard: CardinalityGuard | None = None,
 ) -> None:
     """Numbered raw lines → the temp table ``parsed`` (+ ``user_hashes``); ingest and replay
-    share it so that a replayed line is judged exactly as a new one would be."""
+    share it so that a replayed line is judged exactly as a new one would be. ``guard``
+    quarantines the lines over a run's cardinality limits (before ``settle``, so a request an
+    adapter folded into a refused event shares its fate)."""
     con.register("raw_lines", raw_lines)
     # Other producers' records become contract lines first (one parse path for all).
     adapted = prepare_lines(con, keys, producers)
     parse(con)
+    if guard is not None:
+        guard.apply(con)
     settle(con, adapted)
     _register_user_hashes(con, user_hash_key)
 
@@ -376,8 +422,175 @@ def _manifest_rows(
                 "lines_blank": blank,
                 "lines_merged": merged,
                 "truncated": dec.truncated,
+                "limit_exceeded": dec.limit_exceeded,
+                "inflated_bytes": dec.inflated_bytes,
                 "ingested_at": ingested_at,
                 "base_batch_id": None,
             }
         )
     return rows
+
+
+# ---------------------------------------------------------------- limits of a run
+_LIMIT_TEXT = {
+    OBJECT_BYTES: "stored size over INFERWATCH_MAX_OBJECT_BYTES; not read",
+    INFLATED_BYTES: "inflated past INFERWATCH_MAX_INFLATED_BYTES; the lines after the cap "
+    "were not read",
+}
+_ACCEPTED = "reason is null and not is_blank"
+
+
+@dataclass
+class CardinalityGuard:
+    """Distinct model names, and distinct feature names per model, that one run accepts.
+
+    Names are admitted in the order the run first meets them (object key, line number; the
+    names of one line in name order) until a cap is full; a line naming a model beyond it, or
+    bringing a feature name beyond its model's cap, is quarantined. A million junk names cost
+    a million quarantine rows, not a million validation definitions, drift series and alerts.
+    """
+
+    max_models: int
+    max_features: int
+    models: set[str] = field(default_factory=set)
+    features: dict[str, set[str]] = field(default_factory=dict)
+    #: reason → quarantined lines, and a few of the names refused
+    lines: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def models_reason(self) -> str:
+        return f"too many distinct models in one run (over {self.max_models})"
+
+    @property
+    def features_reason(self) -> str:
+        return (
+            f"too many distinct feature names for one model in one run (over {self.max_features})"  # noqa: E501
+        )
+
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Quarantine the accepted lines of ``parsed`` that go over a cap."""
+        self._models(con)
+        self._features(con)
+
+    def _models(self, con: duckdb.DuckDBPyConnection) -> None:
+        admitted = pa.table({"model": pa.array(sorted(self.models), pa.string())})
+        con.register("admitted_models", admitted)
+        room = self.max_models - len(self.models)
+        con.execute(f"""
+            create or replace temp table new_models as
+            select model, row_number() over (order by min({_FIRST_SEEN})) as rank
+            from parsed anti join admitted_models using (model)
+            where {_ACCEPTED}
+            group by model
+        """)
+        self.models.update(m for (m,) in con.execute(
+            "select model from new_models where rank <= ?", [room]
+        ).fetchall())  # fmt: skip
+        con.execute(f"""
+            create or replace temp table refused_lines as
+            select object_key, line_number, model
+            from parsed semi join (select model from new_models where rank > {room}) using (model)
+            where {_ACCEPTED}
+        """)
+        self._refuse(con, self.models_reason)
+
+    def _features(self, con: duckdb.DuckDBPyConnection) -> None:
+        admitted = [(m, f) for m, names in self.features.items() for f in names]
+        con.register("admitted_features", pa.table({
+            "model": pa.array([m for m, _ in admitted], pa.string()),
+            "feature": pa.array([f for _, f in admitted], pa.string()),
+        }))  # fmt: skip
+        cap = int(self.max_features)
+        # Feature names new to the run, numbered per model after those it already has.
+        con.execute(f"""
+            create or replace temp table new_features as
+            with firsts as (
+                select model, feature, min({_FIRST_SEEN}) as first
+                from ({_line_features()})
+                group by model, feature
+            ),
+            used as (select model, count(*) as used from admitted_features group by model)
+            select model, feature,
+                   row_number() over (partition by model order by first, feature)
+                       + coalesce(used, 0) as rank
+            from (select * from firsts anti join admitted_features using (model, feature))
+            left join used using (model)
+        """)
+        self._admit_features(con, cap)
+        if con.execute(f"select count(*) from new_features where rank > {cap}").fetchone()[0]:
+            con.execute(f"""
+                create or replace temp table refused_lines as
+                select distinct object_key, line_number, model
+                from ({_line_features()})
+                semi join (select * from new_features where rank > {cap}) using (model, feature)
+            """)
+            self._refuse(con, self.features_reason)
+
+    def _admit_features(self, con: duckdb.DuckDBPyConnection, cap: int) -> None:
+        for model, feature in con.execute(
+            f"select model, feature from new_features where rank <= {cap}"
+        ).fetchall():
+            self.features.setdefault(model, set()).add(feature)
+
+    def _refuse(self, con: duckdb.DuckDBPyConnection, reason: str) -> None:
+        """Quarantine the lines of ``refused_lines`` with ``reason``, keeping their scrubbed
+        text and its hash as the parser does for any quarantined line."""
+        count = con.execute("select count(*) from refused_lines").fetchone()[0]
+        if not count:
+            return
+        txt = "rtrim(try(decode(l.line)), chr(13) || chr(10))"
+        con.execute(f"""
+            update parsed
+            set reason = {sql_literal(reason)},
+                raw_line = {sql_scrub_line(f"coalesce({txt}, '')")},
+                raw_sha256 = sha256({txt})
+            from lines as l, refused_lines as r
+            where parsed.object_key = r.object_key and parsed.line_number = r.line_number
+              and l.object_key::VARCHAR = r.object_key and l.line_number = r.line_number
+        """)
+        self.lines[reason] = self.lines.get(reason, 0) + count
+        names = self.examples.setdefault(reason, [])
+        names += [m for (m,) in con.execute(
+            "select distinct model from refused_lines order by model limit 5"
+        ).fetchall() if m not in names][: 5 - len(names)]  # fmt: skip
+
+
+#: The position where a run first meets a name: object key, then line number.
+_FIRST_SEEN = "{'k': object_key, 'n': line_number}"
+
+
+def _line_features() -> str:
+    """One row per accepted line and ``input_features`` name."""
+    return f"""
+        select object_key, line_number, model, unnest(json_keys(input_features)) as feature
+        from parsed
+        where {_ACCEPTED} and starts_with(input_features, '{{')
+    """
+
+
+def _tripped(report: IngestReport, limits: IngestLimits, guard: CardinalityGuard) -> list[dict]:
+    """The limits this run ran into, for the run record and the ``ingest_limits`` alert."""
+    tripped = []
+    for code, name in ((OBJECT_BYTES, "max_object_bytes"), (INFLATED_BYTES, "max_inflated_bytes")):
+        keys = sorted(k for k, limit in report.objects_too_large.items() if limit == code)
+        if keys:
+            tripped.append(_trip(name, getattr(limits, name), f"{len(keys)} objects: "
+                                 f"{_LIMIT_TEXT[code]}", keys, objects=len(keys)))  # fmt: skip
+    for name, reason in (("max_models_per_run", guard.models_reason),
+                         ("max_features_per_model", guard.features_reason)):  # fmt: skip
+        if guard.lines.get(reason):
+            lines = guard.lines[reason]
+            tripped.append(_trip(name, getattr(limits, name), f"{lines} lines quarantined: "
+                                 f"{reason}", guard.examples[reason], lines=lines))  # fmt: skip
+    for trip in tripped:
+        log.warning("ingest limit %s: %s", trip["limit"], trip["message"])
+    return tripped
+
+
+def _trip(name: str, cap: int, message: str, examples: list[str], **counts: int) -> dict:
+    return {
+        "limit": name, "setting": f"INFERWATCH_{name.upper()}", "cap": cap,
+        "objects": counts.get("objects", 0), "lines": counts.get("lines", 0),
+        "examples": examples[:5], "message": message,
+    }  # fmt: skip

@@ -9,10 +9,14 @@ The newest row per ``object_key`` is the object's current version.
 from __future__ import annotations
 
 import logging
+import os
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+from inferwatch.config import IngestLimits
+from inferwatch.ingest.lines import INFLATED_BYTES, OBJECT_BYTES
 from inferwatch.ingest.missing import record_missing
 from inferwatch.lake import Lake, ObjectInfo, is_raw_log
 
@@ -55,6 +59,13 @@ MANIFEST_SCHEMA = pa.schema(
         # this row extends. Null for an ingest. An object's current rows are those of its
         # newest ingest batch plus the replays based on it.
         ("base_batch_id", pa.string()),
+        # A size cap stopped the read (README: Limits): ``object_bytes`` (stored size over
+        # INFERWATCH_MAX_OBJECT_BYTES: nothing read) or ``inflated_bytes`` (inflated past
+        # INFERWATCH_MAX_INFLATED_BYTES: the lines before the cap are counted and loaded, the
+        # rest never read). Null otherwise, and in manifests written before the caps.
+        ("limit_exceeded", pa.string()),
+        # Bytes inflated (stored bytes of an uncompressed object) up to any cut or cap.
+        ("inflated_bytes", pa.int64()),
     ]
 )
 
@@ -85,32 +96,63 @@ def current_versions(manifest: pa.Table) -> dict[str, tuple[int, str]]:
     return {key: (size, version) for _, key, size, version in rows}
 
 
-def discover(lake: Lake) -> list[ObjectInfo]:
-    """Raw objects that are new or were rewritten since they were ingested, then label objects
-    (``labels/``, :func:`discover_labels`) likewise.
+def discover(lake: Lake, limits: IngestLimits | None = None) -> list[ObjectInfo]:
+    """Raw objects that are new or were rewritten since they were ingested, or that a size cap
+    stopped and the caps now in force would let further (``limits``, default from the
+    environment), then label objects (``labels/``, :func:`discover_labels`) likewise.
 
     Ingested raw objects that are no longer listed are recorded (``ingest.missing``), not an error.
     """
-    seen = current_versions(read_manifest(lake))
+    limits = limits or IngestLimits.from_env(dict(os.environ))
+    manifest = read_manifest(lake)
+    seen = current_versions(manifest)
+    retry = stopped_by_caps(manifest, limits)
     listed = [obj for obj in lake.list(RAW_PREFIX) if is_raw_log(obj.key)]
-    new = [obj for obj in listed if seen.get(obj.key) != (obj.size, obj.version)]
+    new = [obj for obj in listed
+           if seen.get(obj.key) != (obj.size, obj.version) or retry(obj)]  # fmt: skip
     missing = record_missing(lake, seen, {obj.key for obj in listed})
     log.info(
         "discovered %d new or changed raw objects (%d already ingested, %d gone from the lake)",
         len(new), len(seen), len(missing),
     )  # fmt: skip
-    return new + discover_labels(lake)
+    return new + discover_labels(lake, limits)
 
 
-def discover_labels(lake: Lake) -> list[ObjectInfo]:
-    """Label objects (``labels/``) that are new or were rewritten since they were ingested."""
-    seen = current_versions(read_manifest(lake, LABEL_MANIFEST_PREFIX))
+def discover_labels(lake: Lake, limits: IngestLimits | None = None) -> list[ObjectInfo]:
+    """Label objects (``labels/``) that are new or were rewritten since they were ingested
+    (or that the caps stopped and would now let further, as for :func:`discover`)."""
+    manifest = read_manifest(lake, LABEL_MANIFEST_PREFIX)
+    seen = current_versions(manifest)
+    retry = stopped_by_caps(manifest, limits or IngestLimits.from_env(dict(os.environ)))
     listed = [obj for obj in lake.list(LABELS_PREFIX) if is_raw_log(obj.key)]
-    new = [obj for obj in listed if seen.get(obj.key) != (obj.size, obj.version)]
+    new = [obj for obj in listed
+           if seen.get(obj.key) != (obj.size, obj.version) or retry(obj)]  # fmt: skip
     if listed:
         log.info("discovered %d new or changed label objects (%d already ingested)",
                  len(new), len(seen))  # fmt: skip
     return new
+
+
+def stopped_by_caps(manifest: pa.Table, limits: IngestLimits):
+    """A test of a listed object: did a size cap stop its current version's read, and would
+    the caps now in force read more of it (a raised cap re-reads the object whole)?"""
+    stopped = manifest.filter(pc.is_valid(manifest["limit_exceeded"]))
+    if not len(stopped):
+        return lambda obj: False
+    keys = pc.is_in(manifest["object_key"], stopped["object_key"].unique())
+    current = current_rows(manifest.filter(keys))
+
+    def retry(obj: ObjectInfo) -> bool:
+        row = current.get(obj.key)
+        if row is None or (row["object_size"], row["object_version"]) != (obj.size, obj.version):
+            return False
+        if row["limit_exceeded"] == OBJECT_BYTES:
+            return obj.size <= limits.max_object_bytes
+        if row["limit_exceeded"] == INFLATED_BYTES:
+            return (row["inflated_bytes"] or 0) < limits.max_inflated_bytes
+        return False
+
+    return retry
 
 
 def current_rows(manifest: pa.Table) -> dict[str, dict]:

@@ -34,8 +34,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from inferwatch.adapters import ProducerMap
-from inferwatch.config import Settings
-from inferwatch.ingest.bronze import EVENT_COLUMNS, chunks, parse_lines
+from inferwatch.config import IngestLimits, Settings
+from inferwatch.ingest.bronze import EVENT_COLUMNS, CardinalityGuard, chunks, parse_lines
 from inferwatch.ingest.lines import decompress, lines_table
 from inferwatch.ingest.manifest import (
     EVENTS_PREFIX,
@@ -135,11 +135,18 @@ def replay(
     object_prefix: str | None = None,
     producers: ProducerMap | None = None,
     threads: int = 2,
+    limits: IngestLimits | None = None,
 ) -> ReplayReport:
     """Re-judge the quarantined lines (optionally: whose reason starts with ``reason``, of
-    objects whose key starts with ``object_prefix``) and commit the ones whose outcome changed."""
-    if producers is None:
-        producers = ProducerMap.load(Settings.from_env().producers)
+    objects whose key starts with ``object_prefix``) and commit the ones whose outcome changed.
+
+    The ingest's limits hold here too (``limits``, default ``Settings``): objects inflate up
+    to the same cap, and the replayed lines pass the same cardinality guard."""
+    if producers is None or limits is None:
+        settings = Settings.from_env()
+        producers = producers if producers is not None else ProducerMap.load(settings.producers)
+        limits = limits or settings.limits
+    guard = CardinalityGuard(limits.max_models_per_run, limits.max_features_per_model)
     started = time.monotonic()
     report = ReplayReport(batch_id=batch_id)
     manifest = read_manifest(lake)
@@ -171,7 +178,7 @@ def replay(
         _replay_chunk(
             lake, chunk, pending, current, report, chunk_name=f"{number:05d}",
             ingested_at=ingested_at, user_hash_key=user_hash_key, work_dir=work_dir,
-            threads=threads, producers=producers,
+            threads=threads, producers=producers, limits=limits, guard=guard,
         )  # fmt: skip
     report.seconds = round(time.monotonic() - started, 3)
     log.info(
@@ -197,8 +204,10 @@ def _replay_chunk(
     work_dir: Path,
     threads: int,
     producers: ProducerMap,
+    limits: IngestLimits,
+    guard: CardinalityGuard,
 ) -> None:
-    decoded = [decompress(o.key, lake.read_bytes(o.key)) for o in chunk]
+    decoded = [decompress(o.key, lake.read_bytes(o.key), limits.max_inflated_bytes) for o in chunk]
     keys = [o.key for o in chunk]
     previous = pending.filter(pc.is_in(pending["object_key"], pa.array(keys)))
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -213,7 +222,7 @@ def _replay_chunk(
                 on everything.object_key::varchar = previous.object_key
                     and everything.line_number = previous.line_number
         """).to_arrow_table()
-        parse_lines(con, selected, keys, producers, user_hash_key)
+        parse_lines(con, selected, keys, producers, user_hash_key, guard=guard)
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
         con.execute("""
