@@ -10,7 +10,7 @@ import yaml
 
 RULE_NAMES = (
     "latency_p95", "confidence_drop", "usage", "error_rate", "drift", "input_anomaly",
-    "stale_data", "pipeline_run", "performance_below", "fairness_ratio",
+    "stale_data", "pipeline_run", "performance_below", "fairness_ratio", "junk_lines_published",
 )  # fmt: skip
 
 
