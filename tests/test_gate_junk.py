@@ -1,4 +1,5 @@
-"""What the quarantine checks judge: the lines of the run, less acknowledged objects.
+"""What the quarantine checks judge: each run not yet passed, on its own, less acknowledged
+objects.
 
 Small warehouses written here with DuckDB (the table the checks read, mart_ingestion_by_model,
 as dbt builds it), validated with the data dir's gate state as the pipeline's validate step
@@ -26,6 +27,7 @@ from inferwatch.validate import validate
 SUITES = ["quarantine", "junk"]
 T1 = datetime(2026, 1, 1, 10)
 T2 = datetime(2026, 1, 1, 11)
+T3 = datetime(2026, 1, 1, 12)
 WRONG_TYPE = "wrong type: latency_ms (number expected)"
 TABLE = """
 create or replace table mart_ingestion_by_model (
@@ -92,7 +94,8 @@ def stages(tmp_path_factory) -> dict:
     add(settings, ("raw/b.jsonl", "B", T2, "fraud_detector", 48, 12, WRONG_TYPE),
         ("raw/b.jsonl", "B", T2, "churn", 100, 5, WRONG_TYPE))  # fmt: skip
     seen["broken"] = gate(settings, "run-2")
-    # 3. Nothing new: the held batch is still the run's.
+    # 3. A clean run of ten times the volume: the held run is judged again, on its own.
+    add(settings, ("raw/c.jsonl", "B2", T3, "fraud_detector", 600, 0, None))
     seen["again"] = gate(settings, "run-3")
 
     # 4. Acknowledged on the command line (a typo is refused): the next run publishes.
@@ -132,17 +135,19 @@ def test_junk_publishes_with_a_warning(stages):
 def test_a_model_losing_over_a_tenth_of_the_runs_lines_holds_until_acknowledged(stages):
     broken = stages["broken"]
     assert broken["outcome"] == "held_back"
-    # The run is batch B only: fraud_detector lost 12 of its 60 lines there (20% > 10%),
-    # although only 12 of its 140 lines so far; churn 5 of 105; the run 17 of 165.
+    # The run is ingest B: fraud_detector lost 12 of its 60 lines there (20% > 10%), although
+    # only 12 of its 140 lines so far; churn 5 of 105; the run 17 of 165.
     assert set(broken["failed"]) == {"quarantine.model_quarantined_share"}
     (row,) = broken["failed"]["quarantine.model_quarantined_share"]
-    assert row == {"model": "fraud_detector", "lines": 60, "lines_quarantined": 12,
+    assert row == {"batch_id": "B", "model": "fraud_detector", "lines": 60,
+                   "lines_quarantined": 12,
                    "quarantined_share": 0.2, "top_reason": WRONG_TYPE,
                    "objects": ["raw/b.jsonl"]}  # fmt: skip
     assert "inferwatch quarantine acknowledge" in broken["summary"]
     assert "raw/b.jsonl" in broken["summary"]
+    # Not diluted by the clean run after it (12 of 660 lines would be under 10%).
     assert stages["again"]["outcome"] == "held_back"
-    assert set(stages["again"]["failed"]) == {"quarantine.model_quarantined_share"}
+    assert stages["again"]["failed"] == broken["failed"]
 
 
 def test_acknowledging_the_object_publishes_the_next_run_with_an_audit_entry(stages):
@@ -178,4 +183,9 @@ def test_a_run_mostly_quarantined_holds_the_build_even_as_junk(tmp_path):
     assert "quarantine.quarantined_share" in held["failed"]
     assert "quarantine.model_quarantined_share" not in held["failed"]
     (row,) = held["failed"]["quarantine.quarantined_share"]
-    assert (row["lines"], row["lines_quarantined"], row["junk_lines"]) == (61, 31, 31)
+    assert (row["batch_id"], row["lines"], row["lines_quarantined"], row["junk_lines"]) == (
+        "D",
+        61,
+        31,
+        31,
+    )

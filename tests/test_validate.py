@@ -138,7 +138,7 @@ def test_result_rows_carry_what_mart_data_quality_needs(good_outcome):
     assert between["threshold"] == "between 0.0 and 1.0"
     assert between["severity"] == "critical"
     share = next(row for row in good_outcome.results if row["column"] == "quarantined_share")
-    assert share["threshold"] == "quarantined lines / lines of the run <= 0.5"
+    assert share["threshold"] == "in every run, quarantined lines / its lines <= 0.5"
 
 
 def test_data_docs_index_is_written(good_outcome):
@@ -242,6 +242,7 @@ def test_a_model_losing_lines_fails_although_the_runs_share_is_low(tmp_path):
     row = next(r for r in outcome.results if r["column"] == "model_quarantined_share")
     assert json.loads(row["details"]) == [
         {
+            "batch_id": "b1",
             "model": "fraud_detector",
             "lines": 40,
             "lines_quarantined": 30,

@@ -1,9 +1,10 @@
-"""What the quarantine checks judge: the lines of the run, less the acknowledged objects.
+"""What the quarantine checks judge: the runs not yet passed, less the acknowledged objects.
 
-The run is every batch ingested since the last build that passed the gate, so a build held
-back stays held back (its batches stay in the run) until its lines are replayed or its objects
-acknowledged, and what passed is never judged again. Both facts are small owner-only JSON files
-under ``INFERWATCH_DATA_DIR/gate/``:
+A run's lines are those of one ingest (lines a replay loaded count in the ingest they came
+from). The checks judge every ingest since the last build that passed the gate, each on its
+own: a build held back stays held back (its ingest is judged again, undiluted by later clean
+runs) until its lines are replayed or its objects acknowledged, and what passed is never
+judged again. Both facts are small owner-only JSON files under ``INFERWATCH_DATA_DIR/gate/``:
 
 - ``state.json``: ``passed_through``, the newest ``ingested_at`` the last passing gate saw;
 - ``acknowledged.json``: the objects an operator acknowledged (``inferwatch quarantine
