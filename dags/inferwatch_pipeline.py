@@ -36,9 +36,10 @@ A task that fails for good (or a build held back by the gate) is a `pipeline_run
 
 VALIDATE_DOC = """
 Great Expectations on the candidate warehouse (read-only, pushed down to DuckDB).
-**Critical** suites hold the build back: `contract`, `reconciliation`.
-**Warnings** publish and are recorded for alerting: `freshness`, `volume`, `drift`,
-`output_distribution`. Severity and thresholds per model: `expectations/policy.yml`
+**Critical** suites hold the build back: `contract`, `reconciliation`, `quarantine` (a model
+losing over 10% of its lines in the run, or over half the run quarantined).
+**Warnings** publish and are recorded for alerting: `junk` (lines naming no valid model),
+`freshness`, `volume`, `drift`, `output_distribution`. Severity and thresholds per model: `expectations/policy.yml`
 (or the file `INFERWATCH_VALIDATION_POLICY` names). Results: `mart_data_quality` in
 `ops.duckdb`; [Data Docs](inferwatch-data-docs/) of every run.
 """

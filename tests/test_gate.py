@@ -1,8 +1,10 @@
-"""The publishing gate, end to end through Airflow: three broken lakes each fail the run,
-leave the served file byte for byte as it was, and say why in ops.duckdb and the Data Docs.
+"""The publishing gate, end to end through Airflow: a model losing lines or a run mostly
+quarantined fails the run, leaves the served file byte for byte as it was, and says why in
+ops.duckdb and the Data Docs; junk (lines naming no valid model) publishes with a warning and
+an alert.
 
 One good lake is built and published once; each case copies it (lake and state) and adds
-one bad delivery, so the cases are independent and cost one pipeline run each.
+one delivery, so the cases are independent and cost one pipeline run each.
 """
 
 from __future__ import annotations
@@ -45,31 +47,32 @@ def renamed_model_field(hour: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def latency_as_text(hour: int) -> bytes:
-    """A producer started writing latency as a string with its unit."""
-    return ("\n".join(line(i, hour, latency_ms=f"{40 + i} ms") for i in range(40)) + "\n").encode()
-
-
-def one_in_five_truncated(hour: int) -> bytes:
-    """Every fifth line cut short: 20% of the object, under the per-object ceiling, but enough
-    to lift the lake's quarantined share over the 5% ceiling."""
-    lines = [line(i, hour) for i in range(60)]
-    lines = [text[: len(text) // 2] if i % 5 == 0 else text for i, text in enumerate(lines)]
+def one_in_five_latency_as_text(hour: int) -> bytes:
+    """A producer started writing latency as a string with its unit, on every fifth line: the
+    model loses a fifth of its lines in the run (over the 10% ceiling), the run a fifth of its
+    lines (under half)."""
+    lines = [
+        line(i, hour, latency_ms=f"{40 + i} ms") if i % 5 == 0 else line(i, hour) for i in range(40)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
+#: A 27-line object of garbage: the lines name no valid model (no JSON, cut JSON, no model).
+GARBAGE = (
+    [f"\x00garbage {i} ###" for i in range(15)]
+    + ['{"timestamp": "2025-05-20T12:00:00Z", "model": "fraud_det'] * 6
+    + ['{"timestamp": "2025-05-20T12:00:00Z", "latency_ms": 3}'] * 6
+)
+
+
 CASES = {
-    "renamed_required_field": (
-        renamed_model_field,
-        {"object_quarantined_share", "quarantined_share"},
-        "missing field: model",
-    ),
+    # every line of the run names no model (renamed field): junk, but all the run is quarantined
+    "renamed_required_field": (renamed_model_field, {"quarantined_share"}, "missing field: model"),
     "wrong_type": (
-        latency_as_text,
-        {"object_quarantined_share", "quarantined_share"},
+        one_in_five_latency_as_text,
+        {"model_quarantined_share"},
         "wrong type: latency_ms (number expected)",
     ),
-    "quarantine_over_ceiling": (one_in_five_truncated, {"quarantined_share"}, "invalid JSON"),
 }
 
 
@@ -120,21 +123,59 @@ def test_a_broken_delivery_fails_the_gate_and_keeps_the_served_file(case, publis
         )
     assert outcome == "held_back"
     assert {(suite, column, severity) for suite, column, severity, _ in rows} == {
-        ("reconciliation", check, "critical") for check in failing_checks
+        ("quarantine", check, "critical") for check in failing_checks
     }
     for check in failing_checks:
-        assert f"reconciliation.{check}" in message
+        assert f"quarantine.{check}" in message
+    assert "inferwatch quarantine acknowledge" in message  # and what to do about it
     details = " ".join(d for *_, d in rows)
     assert reason in details  # the dashboard says why, not only that
     assert reason in quarantined  # and the lines are kept, with their reason
 
-    # Data Docs: the page of this run's reconciliation suite names the failed checks.
+    # Data Docs: the page of this run's quarantine suite names the failed checks.
     pages = [
         page
-        for page in (settings.data_docs_dir / "validations" / "reconciliation").rglob("*.html")
+        for page in (settings.data_docs_dir / "validations" / "quarantine").rglob("*.html")
         if run_id in str(page)
     ]
     assert len(pages) == 1, pages
     html = pages[0].read_text()
     for check in failing_checks:
         assert f"{check}: " in html
+
+
+def test_a_junk_object_publishes_with_a_warning_and_an_alert(published, tmp_path):
+    """27 lines of garbage beside a good object: no model's figures are wrong, so the build
+    publishes; the gate warns and the alert step says so."""
+    shutil.copytree(published, tmp_path, dirs_exist_ok=True)
+    lake = Lake(str(tmp_path / "lake"))
+    settings = settings_for(lake.url, tmp_path / "state")
+    lake.write_bytes("raw/fraud/2025/05/20/12.jsonl", good_object(12))
+    junk_key = "raw/fraud/2025/05/20/garbage.jsonl"
+    lake.write_bytes(junk_key, ("\n".join(GARBAGE) + "\n").encode())
+
+    assert run_pipeline(settings) == "success"
+
+    with duckdb.connect(str(settings.serving_path), read_only=True) as serving:
+        assert serving.sql("select count(*) from fct_inferences").fetchone() == (160,)
+    with duckdb.connect(str(settings.ops_path), read_only=True) as ops:
+        run_id, outcome = ops.sql(
+            "select run_id, outcome from pipeline_runs order by finished_at desc limit 1"
+        ).fetchone()
+        failed = ops.sql(
+            'select suite, "column", severity, details from mart_data_quality '
+            "where run_id = ? and not success and suite in ('quarantine', 'junk')",
+            params=[run_id],
+        ).fetchall()
+        alerts = ops.sql(
+            "select value, message from alerts where rule = 'junk_lines_published' and run_id = ?",
+            params=[run_id],
+        ).fetchall()
+    assert outcome == "published"
+    by_check = {(suite, column): (severity, json.loads(d)) for suite, column, severity, d in failed}
+    assert set(by_check) == {("junk", "junk_lines"), ("junk", "object_quarantined_share")}
+    severity, (junk,) = by_check["junk", "junk_lines"]
+    assert severity == "warning"
+    assert (junk["object_key"], junk["junk_lines"]) == (junk_key, len(GARBAGE))
+    ((value, message),) = alerts
+    assert value == len(GARBAGE) and junk_key in message

@@ -50,7 +50,7 @@ def small_lake(tmp_path_factory):
         ]).encode(),
     )  # fmt: skip
     settings = settings_for(lake.url, root / "state")
-    # One bad line in a handful is far above the default 5 % quarantine ceiling of the gate.
+    # One bad line in a handful of a run's lines can reach the gate's quarantine ceiling.
     os.environ["INFERWATCH_THRESHOLDS"] = json.dumps({"quarantine_share_ceiling": 0.5})
     try:
         assert run_pipeline(settings) == "success"
@@ -176,7 +176,7 @@ def test_a_failed_gate_keeps_the_last_serving_file_and_says_why(small_lake):
             "select count(*) from fct_quarantine where object_key like 'raw/d/%'"
         ).fetchone()[0]
     assert outcome == "held_back" and "quarantined_share" in message
-    assert failed == [("reconciliation", "quarantined_share")]
+    assert failed == [("quarantine", "quarantined_share")]
     assert quarantined == 1  # ops shows the new bad line although serving was held back
 
     # Once the threshold is sane again, the next run publishes what was held back.

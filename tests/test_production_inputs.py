@@ -93,7 +93,8 @@ def lake_and_settings(tmp_path_factory):
     for name, data in OBJECTS.items():
         lake.write_bytes(P + name, data)
     # Bad lines are the point here: the gate's quarantine ceilings must not stop the run.
-    thresholds = {"quarantine_share_ceiling": 0.9, "object_quarantine_share_ceiling": 1.0}
+    thresholds = {"quarantine_share_ceiling": 0.9, "object_quarantine_share_ceiling": 1.0,
+                  "model_quarantine_share_ceiling": 1.0}  # fmt: skip
     settings = Settings.from_env({**os.environ, "INFERWATCH_LAKE_URL": lake.url,
                                   "INFERWATCH_DATA_DIR": str(root / "state"),
                                   "INFERWATCH_THRESHOLDS": json.dumps(thresholds)})  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 from inferwatch.validate import ValidationOutcome, validate
 
 ROWS = 200
-GATE_SUITES = ["contract", "reconciliation"]
+GATE_SUITES = ["contract", "reconciliation", "quarantine"]
 OBJECTS = ("raw/2025/05/20/a.jsonl", "raw/2025/05/20/b.jsonl.gz")
 
 FCT_INFERENCES = f"""
@@ -66,10 +66,21 @@ from (values (7), (42)) as t(line_number)
 """
 
 
+# The same 2 quarantined lines, by model and batch (what dbt builds from the two above).
+MART_INGESTION_BY_MODEL = f"""
+create table mart_ingestion_by_model as
+select * from (values
+    ('{OBJECTS[0]}', 'b1', timestamp '2025-05-20 01:00:00', 'customer_churn', 200::bigint,
+     2::bigint, 'not a JSON object')
+) as t(object_key, batch_id, ingested_at, model, events_loaded, lines_quarantined, top_reason)
+"""
+
+
 def build_warehouse(path: Path, *breakage: str) -> Path:
     """Write a warehouse that meets every expectation, then apply the given SQL to break it."""
+    tables = (FCT_INFERENCES, MART_INGESTION, FCT_QUARANTINE, MART_INGESTION_BY_MODEL)
     with duckdb.connect(str(path)) as con:
-        for statement in (FCT_INFERENCES, MART_INGESTION, FCT_QUARANTINE, *breakage):
+        for statement in (*tables, *breakage):
             con.execute(statement)
     return path
 
@@ -96,7 +107,7 @@ def test_good_warehouse_passes_the_gate(good_outcome):
     assert failed == []
     assert good_outcome.passed_gate
     assert good_outcome.failed_critical == []
-    assert {r["suite"] for r in good_outcome.results} == {"contract", "reconciliation"}
+    assert {r["suite"] for r in good_outcome.results} == set(GATE_SUITES)
     assert "gate passed" in good_outcome.summary()
 
 
@@ -127,7 +138,7 @@ def test_result_rows_carry_what_mart_data_quality_needs(good_outcome):
     assert between["threshold"] == "between 0.0 and 1.0"
     assert between["severity"] == "critical"
     share = next(row for row in good_outcome.results if row["column"] == "quarantined_share")
-    assert share["threshold"].endswith("<= 0.05")
+    assert share["threshold"] == "in every run, quarantined lines / its lines <= 0.5"
 
 
 def test_data_docs_index_is_written(good_outcome):
@@ -199,10 +210,10 @@ def test_quarantine_ceiling_is_configurable(tmp_path, good_warehouse):
         tmp_path / "warehouse.duckdb",
         run_id="run-strict",
         data_docs_dir=tmp_path / "docs",
-        suites=["reconciliation"],
+        suites=["quarantine"],
         thresholds={"quarantine_share_ceiling": 0.005},
     )
-    assert outcome.failed_critical == ["reconciliation.quarantined_share"]
+    assert outcome.failed_critical == ["quarantine.quarantined_share"]
     row = next(r for r in outcome.results if r["column"] == "quarantined_share")
     assert row["threshold"].endswith("<= 0.005")
 
@@ -217,27 +228,27 @@ def test_unknown_threshold_is_refused(good_warehouse, tmp_path):
         )
 
 
-def test_an_object_mostly_quarantined_fails_although_the_lake_share_is_low(tmp_path):
-    """One producer breaking the contract: 30 of its 30 lines quarantined, 1% of the lake."""
+def test_a_model_losing_lines_fails_although_the_runs_share_is_low(tmp_path):
+    """One producer breaking the contract: 30 of fraud_detector's 40 lines, 1% of the run."""
     bad = "raw/2025/05/20/renamed.jsonl"
     outcome = validate_broken(
         tmp_path,
-        f"insert into mart_ingestion values ('{bad}', 30, 0, 30, 0, 0, 0,"
-        " 'loaded_with_quarantine', timestamp '2025-05-20 02:00:00')",
-        "insert into fct_quarantine select '" + bad + "', i, 'missing field: model', '{}',"
-        " timestamp '2025-05-20 02:00:00' from range(1, 31) as t(i)",
-        "update mart_ingestion set lines_read = 3005, lines_loaded = 3000 "
-        f"where object_key = '{OBJECTS[0]}'",
+        "insert into mart_ingestion_by_model values "
+        f"('{bad}', 'b1', timestamp '2025-05-20 01:00:00', 'fraud_detector', 10, 30, "
+        "'wrong type: latency_ms (number expected)'), "
+        f"('{bad}', 'b1', timestamp '2025-05-20 01:00:00', 'customer_churn', 3000, 0, null)",
     )
-    assert outcome.failed_critical == ["reconciliation.object_quarantined_share"]
-    row = next(r for r in outcome.results if r["column"] == "object_quarantined_share")
+    assert outcome.failed_critical == ["quarantine.model_quarantined_share"]
+    row = next(r for r in outcome.results if r["column"] == "model_quarantined_share")
     assert json.loads(row["details"]) == [
         {
-            "object_key": bad,
-            "lines_read": 30,
+            "batch_id": "b1",
+            "model": "fraud_detector",
+            "lines": 40,
             "lines_quarantined": 30,
-            "quarantined_share": 1.0,
-            "top_reason": "missing field: model",
+            "quarantined_share": 0.75,
+            "top_reason": "wrong type: latency_ms (number expected)",
+            "objects": [bad],
         }
     ]
 

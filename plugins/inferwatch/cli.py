@@ -146,6 +146,45 @@ def replay_quarantine(lake, data_dir, reason, object_prefix, no_run):
         _run_pipeline(settings)
 
 
+@main.group("quarantine")
+def quarantine_group() -> None:
+    """Quarantined lines and the publishing gate (README: Validation: the publishing gate)."""
+
+
+@quarantine_group.command("acknowledge")
+@data_dir_option
+@click.argument("object_key")
+@click.option("--reason", required=True, help="Why these lines may be left out, e.g. "
+              "'test upload, producer fixed in v2.3'; recorded in the audit log.")  # fmt: skip
+def quarantine_acknowledge(data_dir, object_key, reason):
+    """Let the gate leave out OBJECT_KEY's quarantined lines, so the build publishes.
+
+    For a build held back by the quarantine checks (a model lost more than 10% of its lines
+    in the run, or quarantine took more than half of the run) when the lines cannot or need
+    not be fixed and replayed. The lines stay in fct_quarantine; the gate leaves them out
+    from the next run on (a rewritten object is judged again) and records the
+    acknowledgement in mart_data_quality. Who, when and why go to the audit log and to the
+    owner-only file DATA_DIR/gate/acknowledged.json. Then `inferwatch run` publishes.
+    """
+    from inferwatch import pipeline
+    from inferwatch.validate import gate_state
+
+    settings = _settings(None, data_dir)
+    with pipeline.pipeline_lock(settings, f"acknowledge {object_key}"):
+        try:
+            ack = gate_state.acknowledge(
+                settings.warehouse_path, settings.gate_dir, object_key, reason,
+                duckdb_config=settings.duckdb_config,
+            )  # fmt: skip
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
+        gate_state.record_in_audit_log(settings, ack)
+    click.echo(
+        f"acknowledged {ack.object_key}: {ack.lines_quarantined} quarantined lines left out "
+        "by the gate from the next run on"
+    )
+
+
 @main.command("spark-build")
 @lake_option
 @data_dir_option

@@ -125,6 +125,11 @@ class Settings:
         return self.data_dir / "data_docs"
 
     @property
+    def gate_dir(self) -> Path:
+        """What the gate passed and the acknowledged quarantine (inferwatch.validate.gate_state)."""
+        return self.data_dir / "gate"
+
+    @property
     def runs_dir(self) -> Path:
         """Per-run records (validation results, run outcome) that feed ops.duckdb."""
         return self.data_dir / "runs"

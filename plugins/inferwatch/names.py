@@ -41,3 +41,16 @@ def is_valid(kind: str, value: object) -> bool:
 
 class InvalidName(ValueError):
     """A name that should have been refused at the door reached a step that uses it."""
+
+
+def sql_valid_model(column: str = "model", reason: str = "reason") -> str:
+    """SQL: the line's model when it is a valid name, else NULL (junk, a bad name, a number).
+
+    Quarantine rows carry it so the gate can tell a model losing lines (its figures mislead)
+    from lines that name no model at all (nothing to mislead about): README.md, "Validation".
+    A number's text (``42``) matches the pattern, so a line refused for that type names none.
+    """
+    return (
+        f"case when regexp_full_match({column}, '{MODEL_PATTERN}') and {reason} is distinct "
+        f"from 'wrong type: model (string expected)' then {column} end"
+    )

@@ -231,6 +231,7 @@ def validate(settings: Settings, run_id: str) -> dict:
             settings.warehouse_path, run_id=run_id, data_docs_dir=settings.data_docs_dir,
             thresholds=settings.validation_thresholds or None,
             policy_path=settings.validation_policy_path, duckdb_config=settings.duckdb_config,
+            gate_dir=settings.gate_dir,
         )  # fmt: skip
     log.info("validation: %s", outcome.summary())
     return {

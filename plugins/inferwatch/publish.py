@@ -28,7 +28,10 @@ from inferwatch.config import Settings
 log = logging.getLogger(__name__)
 
 #: What explains the pipeline; replaced after every run, whatever the gate decided.
-OPS_TABLES = ("mart_ingestion", "fct_quarantine", "mart_label_ingestion", "fct_label_quarantine")
+OPS_TABLES = (
+    "mart_ingestion", "mart_ingestion_by_model", "fct_quarantine", "mart_label_ingestion",
+    "fct_label_quarantine",
+)  # fmt: skip
 #: One row per expectation per run (DESIGN.md: mart_data_quality), as the validation step
 #: returns them; ``model``/``model_version`` are null for checks of a whole table, ``details``
 #: holds example failing rows or both histograms of a KL check, as JSON.

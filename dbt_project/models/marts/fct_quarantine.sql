@@ -9,6 +9,7 @@ select
     object_key,
     line_number,
     reason,
+    model,
     raw_line,
     raw_sha256,
     batch_id,

@@ -1,8 +1,11 @@
+{%- set optional_columns = {'model': 'string'} -%}
+
 -- Rejected lines of the current version of each raw object. A quarantine replay writes a new
 -- row for each line it re-judged (reason null once the line loaded): the newest row per line wins.
 with quarantine as (
 
-    select * from {{ source('bronze', 'quarantine') }}
+    -- quarantine files older than the model column lack it: their lines name no model
+    {{ with_optional_columns(source('bronze', 'quarantine'), optional_columns) }}
 
 ),
 
@@ -31,6 +34,8 @@ select
     object_key,
     line_number,
     reason,
+    -- the model the line names, when it is a valid name (else null: junk, a bad name)
+    model,
     raw_line,
     raw_sha256,
     batch_id,

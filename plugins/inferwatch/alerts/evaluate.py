@@ -1,16 +1,22 @@
 """Evaluate the alert rules on the published marts (serving.duckdb): one ``Alert`` per rule,
-model (version) and hour (or day, for drift and input anomalies) over its threshold."""
+model (version) and hour (or day, for drift and input anomalies) over its threshold; and on
+the gate's records in ops.duckdb (junk published), one per run."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import duckdb
 
 from inferwatch.alerts import baselines
 from inferwatch.alerts.rules import Rules
+
+log = logging.getLogger(__name__)
 
 #: rule → its metric in mart_anomalies_hourly (usage alerts both ways, error rate and latency
 #: upwards, confidence downwards).
@@ -301,8 +307,72 @@ def stale_alerts(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) 
     return alerts
 
 
-def evaluate(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> list[Alert]:
-    """Every rule over whatever marts the published file holds."""
+def junk_alerts(ops: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """Runs that published with junk: quarantined lines naming no valid model, which the gate
+    lets through with a warning (suite ``junk``, check ``junk_lines``) and says so here."""
+    params = rules.rule("junk_lines_published", None)
+    if params is None or not {"pipeline_runs", "mart_data_quality"} <= _tables(ops):
+        return []
+    alerts = []
+    for row in _rows(ops, """
+        select runs.run_id, runs.started_at, quality.details
+        from pipeline_runs as runs
+        inner join mart_data_quality as quality on runs.run_id = quality.run_id
+        where runs.outcome = 'published' and quality.suite = 'junk'
+            and quality."column" = 'junk_lines' and not quality.success
+        order by runs.started_at, runs.run_id
+    """):  # fmt: skip
+        objects = _samples(row["details"])
+        total = objects[0].get("junk_lines_in_run") if objects else None
+        if total is None or total < params.get("min_lines", 1):
+            continue
+        named = ", ".join(
+            f"{o['object_key']} ({o['junk_lines']}, mostly {o['top_reason']})" for o in objects[:5]
+        )
+        alerts.append(Alert(
+            rule="junk_lines_published", model=None, model_version=None, metric="junk_lines",
+            period_start=row["started_at"], period_grain="run", value=float(total),
+            threshold=float(params.get("min_lines", 1)), baseline_kind="fixed_limit",
+            message=(f"published with {total} quarantined lines that name no valid model "
+                     f"(run {row['run_id']}): {named}"),
+            details={"run_id": row["run_id"], "objects": [o["object_key"] for o in objects]},
+        ))  # fmt: skip
+    return alerts
+
+
+def _samples(details: str | None) -> list[dict]:
+    try:
+        return json.loads(details or "[]")
+    except ValueError:  # evidence clipped to its size limit
+        return []
+
+
+def _ops_beside(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """ops.duckdb sits beside serving.duckdb in the data dir (Settings.ops_path)."""
+    (path,) = con.execute(
+        "select path from duckdb_databases() where database_name = current_database()"
+    ).fetchone()
+    ops = Path(path).with_name("ops.duckdb") if path else None
+    return ops if ops is not None and ops.is_file() else None
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime, ops_path: Path | None = None
+) -> list[Alert]:
+    """Every rule over whatever marts the published file holds, and the ops file's records
+    (``ops_path``, default: beside the published file)."""
+    alerts = _mart_alerts(con, rules, as_of)
+    ops_path = ops_path or _ops_beside(con)
+    if ops_path is not None:
+        try:
+            with duckdb.connect(str(ops_path), read_only=True) as ops:
+                alerts += junk_alerts(ops, rules)
+        except duckdb.Error as error:  # the marts' alerts must still go out
+            log.warning("alerts: ops records at %s not readable: %s", ops_path, error)
+    return alerts
+
+
+def _mart_alerts(con: duckdb.DuckDBPyConnection, rules: Rules, as_of: datetime) -> list[Alert]:
     tables = _tables(con)
     alerts: list[Alert] = []
     if "mart_anomalies_hourly" in tables:

@@ -11,6 +11,7 @@ import yaml
 RULE_NAMES = (
     "latency_p95", "confidence_drop", "usage", "error_rate", "drift", "input_anomaly",
     "stale_data", "pipeline_run", "performance_below", "fairness_ratio", "ingest_limits",
+    "junk_lines_published",
 )  # fmt: skip
 
 

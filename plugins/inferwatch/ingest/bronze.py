@@ -45,6 +45,7 @@ from inferwatch.ingest.manifest import (
 from inferwatch.ingest.parse import parse, parse_labels
 from inferwatch.ingest.pii import hash_user_id, sql_literal, sql_scrub_line
 from inferwatch.lake import Lake, ObjectInfo
+from inferwatch.names import sql_valid_model
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +299,8 @@ def _ingest_chunk(
         quarantine = Path(tmp) / "quarantine.parquet"
         con.execute(f"""
             copy (
-                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at
+                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at,
+                       {sql_valid_model()} as model
                 from parsed cross join batch_info
                 where reason is not null
                 order by object_key, line_number

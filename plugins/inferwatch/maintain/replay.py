@@ -48,6 +48,7 @@ from inferwatch.ingest.manifest import (
     read_manifest,
 )
 from inferwatch.lake import Lake, ObjectInfo
+from inferwatch.names import sql_valid_model
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,8 @@ def _replay_chunk(
         quarantine = Path(tmp) / "quarantine.parquet"
         con.execute(f"""
             copy (
-                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at
+                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at,
+                       {sql_valid_model()} as model
                 from outcome cross join batch_info
                 where outcome <> 'quarantined' or reason <> previous_reason
                 order by object_key, line_number

@@ -28,17 +28,19 @@ from great_expectations.data_context.types.resource_identifiers import Expectati
 from great_expectations.execution_engine import sqlalchemy_execution_engine
 
 from inferwatch.config import EXPECTATIONS_DIR
+from inferwatch.validate import gate_state
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.results import (
     MAX_DETAILS,
     ValidationOutcome,
+    acknowledgement_row,
     clip,
     missing_table_row,
     outcome_of,
     rows_of,
 )
 from inferwatch.validate.scopes import Batch, plan_batches
-from inferwatch.validate.suites import build_suite, load_suite_specs
+from inferwatch.validate.suites import GATE_SEVERITY, build_suite, load_suite_specs
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +201,7 @@ def validate(
     policy_path: Path | None = None,
     expectations_dir: Path = EXPECTATIONS_DIR,
     duckdb_config: dict[str, str] | None = None,
+    gate_dir: Path | None = None,
 ) -> ValidationOutcome:
     """Run the expectation suites against a closed DuckDB warehouse in one GX checkpoint.
 
@@ -208,7 +211,9 @@ def validate(
     The file is opened read-only; no other connection in this process may hold it read-write
     (DuckDB refuses a second configuration), so close dbt's connections first.
     ``duckdb_config`` (e.g. ``Settings.duckdb_config``: threads, memory_limit) applies to every
-    connection validation opens.
+    connection validation opens. ``gate_dir`` keeps what the gate passed and the acknowledged
+    objects (:mod:`inferwatch.validate.gate_state`); without it, run-scoped suites judge every
+    row and a pass is not remembered.
     """
     duckdb_config = dict(duckdb_config or {})
     warehouse_path = Path(warehouse_path)
@@ -222,8 +227,10 @@ def validate(
     )
     policy = Policy.load(policy_path, thresholds)
     policy.check_against(every_spec)  # names in the policy refer to any suite, run or not
-    planned = plan_batches(warehouse_path, specs, policy, duckdb_config)
+    window = gate_state.load_window(gate_dir)
+    planned = plan_batches(warehouse_path, specs, policy, duckdb_config, window)
     batches = [batch for batch in planned if not batch.table_missing]
+    run_batches = [batch for batch in batches if batch.spec.scope == "run"]
     suite_objects, skipped = [], []
     for batch in batches:
         suite, left_out = build_suite(
@@ -242,12 +249,23 @@ def validate(
     rows = [
         missing_table_row(batch, run_id, validated_at) for batch in planned if batch.table_missing
     ]
+    passed_through, acknowledged = None, []
+    if run_batches:
+        with duckdb.connect(str(warehouse_path), read_only=True, config=duckdb_config) as con:
+            passed_through = gate_state.newest_ingested(con)
+            acknowledged = gate_state.acknowledged_in_run(con, window)
+        # Under the suite that would have held the build back.
+        suite = max(run_batches, key=lambda b: b.severity == GATE_SEVERITY).spec.name
+        rows += [acknowledgement_row(suite, ack, run_id, validated_at) for ack in acknowledged]
     if batches:
         rows += _run_checkpoint(
             warehouse_path, batches, suite_objects, run_id, validated_at, data_docs_dir,
             duckdb_config,
         )  # fmt: skip
-    return outcome_of(rows, run_id, data_docs_dir, skipped)
+    outcome = outcome_of(rows, run_id, data_docs_dir, skipped)
+    if outcome.passed_gate and run_batches and gate_dir is not None:
+        gate_state.record_pass(gate_dir, passed_through, run_id)
+    return outcome
 
 
 def _build_data_docs(context, result) -> None:

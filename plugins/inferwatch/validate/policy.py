@@ -91,7 +91,7 @@ class Policy:
                     raise ValueError(f"{self.source}: {where}: no suite named {suite!r}")
                 if where != "defaults" and not suites[suite].per_model:
                     raise ValueError(
-                        f"{self.source}: {where}: suite {suite!r} checks the whole table; "
+                        f"{self.source}: {where}: suite {suite!r} checks a whole table or run; "
                         "its severity can only be set under defaults"
                     )
         unknown = sorted(set(self.overrides) - known)

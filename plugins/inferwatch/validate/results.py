@@ -44,7 +44,7 @@ class ValidationOutcome:
         if not self.passed_gate:
             return (
                 f"validation {self.run_id}: gate FAILED, {len(self.failed_critical)} critical "
-                f"expectation(s) failed: {', '.join(self.failed_critical)}"
+                f"expectation(s) failed: {', '.join(self.failed_critical)}{self._remedy()}"
             )
         warnings = self.failed_warnings
         if warnings:
@@ -53,6 +53,29 @@ class ValidationOutcome:
                 f"{len(warnings)} warning(s): {', '.join(warnings)}"
             )
         return f"validation {self.run_id}: gate passed, all {checked} expectations met"
+
+    def _remedy(self) -> str:
+        """What gets a build held back for quarantine published (README.md, "Validation")."""
+        held = [
+            r for r in self.results
+            if not r["success"] and r["severity"] == GATE_SEVERITY and r["suite"] == "quarantine"
+        ]  # fmt: skip
+        if not held:
+            return ""
+        objects: list[str] = []
+        for row in held:
+            try:
+                samples = json.loads(row.get("details") or "[]")
+            except ValueError:  # clipped evidence: name no object rather than a wrong one
+                samples = []
+            for sample in samples:
+                objects += [key for key in sample.get("objects") or [] if key not in objects]
+        named = f" (e.g. {', '.join(objects[:3])})" if objects else ""
+        return (
+            ". To publish: fix the producer and `inferwatch replay-quarantine`, or acknowledge "
+            f"the objects{named} with `inferwatch quarantine acknowledge <object_key> --reason "
+            "...` (README: Validation: the publishing gate)"
+        )
 
 
 def display_name(row: Mapping[str, Any]) -> str:
@@ -98,6 +121,23 @@ def missing_table_row(batch: Batch, run_id: str, validated_at: datetime) -> dict
         "severity": batch.severity, "expectation": "table_exists", "column": None,
         "success": False, "observed_value": f"no table {batch.spec.table} in the warehouse",
         "threshold": f"table {batch.spec.table} exists", "details": None,
+        "validated_at": validated_at,
+    }  # fmt: skip
+
+
+def acknowledgement_row(suite: str, ack: Mapping[str, Any], run_id: str, validated_at) -> dict:
+    """An acknowledged object whose quarantined lines the run's checks left out, on record."""
+    return {
+        "run_id": run_id, "suite": suite, "model": None, "model_version": None,
+        "severity": "info", "expectation": "quarantine_acknowledged",
+        "column": "acknowledged_object", "success": True,
+        "observed_value": clip(
+            f"{ack['object_key']}: {ack['lines_left_out']} quarantined lines left out"
+        ),
+        "threshold": clip(
+            f"acknowledged by {ack['actor']} at {ack['acknowledged_at']}: {ack['reason']}"
+        ),
+        "details": clip(json.dumps(ack, default=str), MAX_DETAILS),
         "validated_at": validated_at,
     }  # fmt: skip
 

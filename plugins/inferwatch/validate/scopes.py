@@ -1,4 +1,5 @@
-"""What one validated batch is: a whole table, one model's rows, or a version's newest day.
+"""What one validated batch is: a whole table, one model's rows, a version's newest day, or the
+rows of the run (ingested since the last build that passed; :mod:`.gate_state`).
 
 Read from the candidate warehouse (read-only, closed before GX opens it) so the suites stay
 model-agnostic: a new model is validated, with its own severity and thresholds, the first run
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from inferwatch.validate.gate_state import RunWindow
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.suites import SuiteSpec
 
@@ -44,8 +46,10 @@ def plan_batches(
     specs: list[SuiteSpec],
     policy: Policy,
     duckdb_config: dict[str, str] | None = None,
+    window: RunWindow | None = None,
 ) -> list[Batch]:
-    """Expand every suite into its batches, reading which models and versions exist."""
+    """Expand every suite into its batches, reading which models and versions exist;
+    ``window`` is what run-scoped suites judge (default: every row, none acknowledged)."""
     batches: list[Batch] = []
     with duckdb.connect(str(warehouse_path), read_only=True, config=duckdb_config or {}) as con:
         listed = con.execute("select table_name from duckdb_tables()").fetchall()
@@ -57,6 +61,9 @@ def plan_batches(
                 batches.append(_table_batch(spec, policy))
             elif spec.scope == "model":
                 batches.extend(_model_batches(con, spec, policy))
+            elif spec.scope == "run":
+                query = (window or RunWindow()).query(spec.table)
+                batches.append(replace(_table_batch(spec, policy), query=query))
             else:
                 batches.extend(_version_day_batches(con, spec, policy, tables))
     return batches

@@ -9,7 +9,9 @@ A suite file is small and reviewable::
                        "meta": {"check": "newest_event", "threshold": "..."}}]}
 
 ``scope`` says what one batch is (:mod:`inferwatch.validate.scopes`): the whole ``table``,
-its rows of one ``model``, or one model version's newest day (``model_version_day``).
+its rows of one ``model``, one model version's newest day (``model_version_day``), or the rows
+of the ``run``: the batches ingested since the last build that passed, with a column
+``acknowledged`` (:mod:`inferwatch.validate.gate_state`).
 ``${name}`` in any kwarg or meta string is replaced by the threshold of that name in force for
 the batch (suite default, policy, overrides), so a ceiling written into SQL stays configurable.
 A kwarg ``{"$reference_partition": "<feature>"}`` becomes the training reference's histogram
@@ -32,7 +34,8 @@ from inferwatch.config import EXPECTATIONS_DIR
 
 GATE_SEVERITY = "critical"
 SEVERITIES = ("critical", "warning", "info")  # GX's own FailureSeverity values
-SCOPES = ("table", "model", "model_version_day")
+SCOPES = ("table", "model", "model_version_day", "run")
+PER_MODEL_SCOPES = ("model", "model_version_day")
 REFERENCE_PARTITION = "$reference_partition"
 _SUITE_KEYS = {
     "name", "table", "scope", "severity", "description", "notes", "thresholds", "expectations",
@@ -75,7 +78,7 @@ class SuiteSpec:
 
     @property
     def per_model(self) -> bool:
-        return self.scope != "table"
+        return self.scope in PER_MODEL_SCOPES
 
 
 def check_severity(severity: Any, where: str) -> str:
