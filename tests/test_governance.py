@@ -199,9 +199,11 @@ def test_user_ids_are_keyed_hashes_and_ips_keep_only_country_and_region(pipeline
 
 
 # ---------------------------------------------------------------- the audit trail
-def _verify(path: Path) -> subprocess.CompletedProcess:
+def _verify(path: Path, settings) -> subprocess.CompletedProcess:
+    """`inferwatch audit verify` of ``path`` with the audit key and anchors of ``settings``."""
     return subprocess.run(
-        [INFERWATCH, "audit", "verify", "--file", str(path)],
+        [INFERWATCH, "audit", "verify", "--file", str(path), "--data-dir", str(settings.data_dir),
+         "--lake", settings.lake_url],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
@@ -219,7 +221,7 @@ def test_audit_rows_from_the_pipeline_run_chain_and_verify(pipeline_run):
     # the run's own `audit` task: its outcome, and Airflow's event log of the run
     assert outcome == [("run published",)], outcome
     assert by_source.get("airflow_log", 0) > 0, by_source
-    result = _verify(ledger)
+    result = _verify(ledger, settings)
     assert result.returncode == 0 and "audit chain OK" in result.stdout, result.stdout
 
 
@@ -257,7 +259,7 @@ def test_audit_collect_is_incremental_and_records_airflow_actions(pipeline_run, 
     assert all(o == "inferwatch_pipeline" for *_, o in pauses)
     assert duplicates == 0
     assert ("dag run success", "inferwatch_pipeline/") in {(a, o[:20]) for a, o in runs}, runs
-    assert _verify(audit.ledger_path(settings)).returncode == 0
+    assert _verify(audit.ledger_path(settings), settings).returncode == 0
 
 
 @pytest.mark.parametrize(
@@ -279,7 +281,7 @@ def test_editing_or_deleting_an_audit_row_fails_verify_naming_it(
         rows = con.execute("select count(*) from mart_audit_log").fetchone()[0]
         assert rows >= 6
         con.execute(tamper)
-    result = _verify(copy)
+    result = _verify(copy, pipeline_run.settings)
     assert result.returncode == 1, result.stdout + result.stderr
     expected_seq = rows if bad_seq is None else bad_seq
     assert f"BROKEN at row seq={expected_seq}:" in result.stdout, result.stdout

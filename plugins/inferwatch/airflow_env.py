@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from inferwatch.config import DAGS_DIR, PROJECT_ROOT, Settings
+from inferwatch.filemodes import restrict_umask, secure_tree
 
 
 def airflow_home(settings: Settings) -> Path:
@@ -49,7 +50,9 @@ def airflow_environment(settings: Settings, home: Path | None = None, port: int 
 
 def apply(settings: Settings, home: Path | None = None) -> dict:
     """Set the variables in this process (keeping values the user already set for Airflow);
-    return the variables in effect."""
+    return the variables in effect. The process gets the owner-only umask first: what Airflow
+    writes (metadata DB, generated passwords, task logs) is for this user alone."""
+    secure_tree(settings.data_dir)
     env = airflow_environment(settings, home)
     for key, value in env.items():
         if key.startswith("AIRFLOW") and key in os.environ and key != "AIRFLOW_HOME":
@@ -60,15 +63,16 @@ def apply(settings: Settings, home: Path | None = None) -> dict:
 
 
 def ensure_metadata_db(env: dict) -> None:
-    """Migrate Airflow's metadata DB on first use (~6 s); later calls are a file check."""
+    """Migrate Airflow's metadata DB on first use (~6 s); later calls are a file check. The
+    Airflow home (the metadata DB, the simple auth manager's passwords) is owner-only."""
     home = Path(env["AIRFLOW_HOME"])
+    secure_tree(home)
     marker = home / ".inferwatch-migrated"
     if marker.exists():
         return
-    home.mkdir(parents=True, exist_ok=True)
     airflow_bin = Path(sys.executable).with_name("airflow")
     subprocess.run(
         [str(airflow_bin), "db", "migrate"],
-        env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
+        env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL, umask=restrict_umask(),
     )  # fmt: skip
     marker.write_text("ok\n")

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from inferwatch.config import Settings
+from inferwatch.filemodes import restrict_umask, secure_tree
 
 
 def _settings(lake: str | None, data_dir: str | None) -> Settings:
@@ -21,7 +22,9 @@ def _settings(lake: str | None, data_dir: str | None) -> Settings:
         env["INFERWATCH_LAKE_URL"] = lake
     if data_dir:
         env["INFERWATCH_DATA_DIR"] = data_dir
-    return Settings.from_env({**os.environ, **env})
+    settings = Settings.from_env({**os.environ, **env})
+    secure_tree(settings.data_dir)  # an older, world-readable data dir is tightened here
+    return settings
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -52,6 +55,9 @@ def _run_pipeline(settings: Settings) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """InferWatch: raw inference logs → validated usage dashboards."""
+    # What this process and the servers it starts write is for this user alone (README:
+    # Governance, file modes).
+    restrict_umask()
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -350,15 +356,17 @@ def audit_group() -> None:
 
 
 @audit_group.command("collect")
+@lake_option
 @data_dir_option
-def audit_collect(data_dir):
+def audit_collect(lake, data_dir):
     """Append new Superset, Airflow and pipeline-run events (what the `audit` task does)."""
     from inferwatch.audit.collect import collect
 
-    click.echo(json.dumps(collect(_settings(None, data_dir)), default=str))
+    click.echo(json.dumps(collect(_settings(lake, data_dir)), default=str))
 
 
 @audit_group.command("verify")
+@lake_option
 @data_dir_option
 @click.option(
     "--file",
@@ -366,14 +374,16 @@ def audit_collect(data_dir):
     type=click.Path(exists=True, dir_okay=False),
     help="Another copy to check, e.g. the published audit.duckdb [the ledger].",
 )
-def audit_verify(data_dir, path):
-    """Re-hash the chain; exit 1 naming the first edited, inserted or deleted row."""
+def audit_verify(lake, data_dir, path):
+    """Re-hash the chain under the audit key and check the heads anchored in the lake; exit 1
+    naming the first edited, inserted or deleted row."""
     from inferwatch.audit.collect import ledger_path, verify
 
-    path = Path(path) if path else ledger_path(_settings(None, data_dir))
+    settings = _settings(lake, data_dir)  # its audit key, and its lake's anchored heads
+    path = Path(path) if path else ledger_path(settings)
     if not path.exists():
         raise click.ClickException(f"no audit ledger at {path}: run `inferwatch audit collect`")
-    outcome = verify(path)
+    outcome = verify(path, settings)
     click.echo(outcome.message())
     if not outcome.ok:
         sys.exit(1)

@@ -39,6 +39,8 @@ class Settings:
     #: Key for the keyed hash of ``user_id``. Never in the repository: from the environment or
     #: from the generated secrets file.
     user_hash_key: str | None = field(default=None, repr=False)
+    #: HMAC key of the audit chain (README: Governance): the environment, else the secrets file.
+    audit_key: str | None = field(default=None, repr=False)
     #: Overrides of the suites' thresholds for every model, e.g. {"quarantine_share_ceiling": 0.1}.
     validation_thresholds: dict = field(default_factory=dict)
     #: Severity and thresholds per model (YAML; see expectations/policy.yml).
@@ -81,6 +83,7 @@ class Settings:
             airflow_url=env.get("INFERWATCH_AIRFLOW_URL", "http://127.0.0.1:8080").rstrip("/"),
             user_hash_key=env.get("INFERWATCH_USER_HASH_KEY")
             or secrets.get("INFERWATCH_USER_HASH_KEY"),
+            audit_key=env.get("INFERWATCH_AUDIT_KEY") or secrets.get("INFERWATCH_AUDIT_KEY"),
             validation_thresholds=json.loads(env.get("INFERWATCH_THRESHOLDS") or "{}"),
             validation_policy_path=Path(
                 env.get("INFERWATCH_VALIDATION_POLICY") or EXPECTATIONS_DIR / "policy.yml"

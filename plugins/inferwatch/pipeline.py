@@ -4,14 +4,21 @@ discover → ingest → transform → validate → publish → refresh Superset.
 "whatever is not done yet" (manifest, incremental watermarks), so any step can be re-run after
 a crash with no duplicate and no gap. Each step holds the pipeline lock while it writes, so a
 scheduled run and `inferwatch run` never write at the same time.
+
+validate and publish are separate tasks, so the lock cannot span both: validate records a
+fingerprint of the warehouse it checked, and publish refuses a warehouse whose fingerprint
+changed since (a rebuild or another run's transform in between), serving nothing unvalidated.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from inferwatch.config import Settings
+from inferwatch.filemodes import secure_tree
 from inferwatch.lake import Lake, ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,10 @@ class GateFailed(RuntimeError):
     """A critical validation suite failed: serving.duckdb was not replaced."""
 
 
+class WarehouseChanged(GateFailed):
+    """The warehouse changed between validate and publish: serving.duckdb was not replaced."""
+
+
 @contextmanager
 def pipeline_lock(
     settings: Settings, holder: str, timeout_s: float = LOCK_TIMEOUT_S
@@ -37,9 +49,10 @@ def pipeline_lock(
     """An exclusive lock on ``INFERWATCH_DATA_DIR/pipeline.lock``.
 
     flock is released by the kernel when the holder dies, so a killed task never leaves a
-    stale lock behind.
+    stale lock behind. Every step takes it first, so it is also where the data dir is made
+    owner-only (inferwatch.filemodes).
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_tree(settings.data_dir)
     with open(settings.lock_path, "a+") as fh:
 
         def say_who_holds_it() -> None:
@@ -102,7 +115,7 @@ def publish_lock(
     with a warning.
     """
     path = publish_lock_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    secure_tree(settings.data_dir)
     with open(path, "a+") as fh:
         locked = _flock_within(fh, timeout_s, poll_s=0.5)
         if not locked:
@@ -123,6 +136,41 @@ def ensure_user_hash_key(settings: Settings) -> bytes:
     from inferwatch.secrets import ensure_secrets
 
     return ensure_secrets(settings.secrets_path)["INFERWATCH_USER_HASH_KEY"].encode()
+
+
+# ---------------------------------------------------------------- the validated warehouse
+def _build_id_path(settings: Settings) -> Path:
+    return settings.warehouse_path.with_name("build-id")
+
+
+def new_build(settings: Settings) -> None:
+    """Mark the warehouse as being rebuilt (under the pipeline lock, before dbt writes): any
+    validation of the previous build no longer holds."""
+    path = _build_id_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".build-id.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(uuid.uuid4().hex + "\n")
+    os.replace(tmp, path)
+
+
+def warehouse_fingerprint(settings: Settings) -> str | None:
+    """What identifies the warehouse's content as validated: the build id transform writes, and
+    the size and modification time of the DuckDB file and its WAL (any writer, dbt or another,
+    changes them). None when there is no warehouse."""
+    if not settings.warehouse_path.exists():
+        return None
+    try:
+        build = _build_id_path(settings).read_text().strip()
+    except FileNotFoundError:
+        build = ""
+    files = []
+    for path in (settings.warehouse_path, Path(f"{settings.warehouse_path}.wal")):
+        try:
+            info = path.stat()
+            files.append([info.st_size, info.st_mtime_ns])
+        except FileNotFoundError:
+            files.append(None)
+    return hashlib.sha256(json.dumps([build, files]).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- steps
@@ -172,6 +220,7 @@ def transform(settings: Settings, lake: Lake, *, full_refresh: bool = False) -> 
         from inferwatch.maintain.journal import recover
 
         recover(lake)
+        new_build(settings)
         return build(settings, lake, full_refresh=full_refresh).as_dict()
 
 
@@ -221,12 +270,16 @@ def retention(settings: Settings, lake: Lake, run_id: str, policy, *, dry_run: b
 
 
 def validate(settings: Settings, run_id: str) -> dict:
+    """The checkpoint on the warehouse, with the fingerprint of what it checked (publish
+    compares it)."""
     if not settings.warehouse_path.exists():
-        return {"skipped": True, "passed_gate": True, "results": [], "failed_critical": []}
+        return {"skipped": True, "passed_gate": True, "results": [], "failed_critical": [],
+                "fingerprint": None}  # fmt: skip
     # Imported only now: Great Expectations takes ~8 s to import, for nothing on an empty lake.
     from inferwatch.validate import validate as run_checkpoint
 
     with pipeline_lock(settings, f"validate {run_id}"):
+        fingerprint = warehouse_fingerprint(settings)
         outcome = run_checkpoint(
             settings.warehouse_path, run_id=run_id, data_docs_dir=settings.data_docs_dir,
             thresholds=settings.validation_thresholds or None,
@@ -240,18 +293,26 @@ def validate(settings: Settings, run_id: str) -> dict:
         "failed_critical": outcome.failed_critical,
         "summary": outcome.summary(),
         "data_docs_index": str(outcome.data_docs_index or ""),
+        "fingerprint": fingerprint,
     }
 
 
 def publish(
     settings: Settings, run_id: str, validation: dict, ingest_report: dict, started_at: str
 ) -> dict:
-    """ops.duckdb always; serving.duckdb only when the gate passed. Raises GateFailed otherwise."""
+    """ops.duckdb always; serving.duckdb only when the gate passed on this very warehouse.
+    Raises GateFailed otherwise (WarehouseChanged when it changed since validation)."""
     from inferwatch.publish import publish_ops, publish_serving, record_run
 
     passed = bool(validation.get("passed_gate"))
     message = validation.get("summary") or ""
+    changed = None
     with pipeline_lock(settings, f"publish {run_id}"), publish_lock(settings, f"publish {run_id}"):
+        if passed:
+            changed = _changed_since_validation(settings, validation)
+        if changed:
+            log.error("%s", changed)
+            passed, message = False, changed
         if passed and settings.warehouse_path.exists():
             publish_serving(settings)
         record_run(
@@ -269,10 +330,25 @@ def publish(
             },
         )
         publish_ops(settings)
+    if changed:
+        raise WarehouseChanged(changed)
     if not passed:
         failed = ", ".join(validation.get("failed_critical") or []) or message
         raise GateFailed(f"validation gate failed; serving.duckdb left as it was. Failed: {failed}")
     return {"serving": str(settings.serving_path), "ops": str(settings.ops_path)}
+
+
+def _changed_since_validation(settings: Settings, validation: dict) -> str | None:
+    """Why the warehouse is not the one validated, or None when it is."""
+    current = warehouse_fingerprint(settings)
+    validated = validation.get("fingerprint")
+    if current is None or current == validated:
+        return None
+    return (
+        f"the warehouse changed since it was validated (fingerprint {str(validated)[:12]} → "
+        f"{current[:12]}: a rebuild or another run wrote it in between); serving.duckdb left "
+        "as it was, the next run validates and publishes the new build"
+    )
 
 
 def refresh_superset(settings: Settings) -> bool:
@@ -293,6 +369,7 @@ def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict
     with pipeline_lock(settings, "score anomalies"):
         summary = score_days(lake, settings.warehouse_path, ingest_report.get("days") or [])
         if summary["files"]:
+            new_build(settings)
             build(settings, lake, select="stg_lake__anomaly_scores+")  # the anomaly marts
     return {"files": summary["files"]}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from inferwatch import airflow_env
 from inferwatch.config import Settings
+from inferwatch.filemodes import restrict_umask, secure_tree
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def is_healthy(port: int) -> bool:
 
 
 def start(settings: Settings, port: int = 8080, timeout_s: float = 180) -> dict[str, int]:
-    """Start every component not already running from this Airflow home; wait for the API."""
+    """Start every component not already running from this Airflow home; wait for the API.
+    Each runs with the owner-only umask (the API server writes the generated passwords)."""
+    secure_tree(settings.data_dir)
     env = {**os.environ, **airflow_env.airflow_environment(settings, port=port)}
     home = Path(env["AIRFLOW_HOME"])
     airflow_env.ensure_metadata_db(env)
@@ -83,6 +86,7 @@ def start(settings: Settings, port: int = 8080, timeout_s: float = 180) -> dict[
             proc = subprocess.Popen(
                 [airflow_bin, *[a.format(port=port) for a in args]],
                 env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                umask=restrict_umask(),
             )  # fmt: skip
             pid_file.write_text(f"{proc.pid}\n")
             pids[name] = proc.pid
