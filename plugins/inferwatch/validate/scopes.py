@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from inferwatch.names import encoded
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.suites import SuiteSpec
 
@@ -72,7 +73,7 @@ def _model_batches(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, policy: Poli
     return [
         Batch(
             spec,
-            f"{spec.name}[{model}]",
+            f"{spec.name}[{encoded(model)}]",  # Data Docs keys may not hold "/"
             policy.severity(spec, model),
             policy.thresholds(spec, model),
             model=model,
@@ -94,7 +95,7 @@ def _version_day_batches(
         batches.append(
             Batch(
                 spec,
-                f"{spec.name}[{model}@{version}]",  # GX keys may not hold "/"
+                f"{spec.name}[{encoded(model)}@{encoded(version)}]",  # as above
                 policy.severity(spec, model),
                 policy.thresholds(spec, model),
                 model=model,
