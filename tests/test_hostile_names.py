@@ -102,6 +102,20 @@ def test_the_label_contract_applies_the_same_model_rule():
     ]
 
 
+def test_the_json_schema_states_the_same_name_rules():
+    from importlib.resources import files
+
+    from inferwatch import names
+
+    schema = json.loads(files("inferwatch").joinpath("schemas/inference_log.v1.json").read_text())
+    fields = schema["properties"]
+    assert fields["model"]["pattern"] == f"^{names.MODEL_PATTERN}(_v[0-9]+)?$"
+    assert fields["model_version"]["pattern"] == f"^{names.MODEL_VERSION_PATTERN}$"
+    assert fields["endpoint"]["pattern"] == f"^{names.ENDPOINT_PATTERN}$"
+    features = fields["input_features"]
+    assert features["propertyNames"]["pattern"] == f"^({names.FEATURE_PATTERN})$"
+
+
 # ---------------------------------------------------------------- depth and width
 def _depth(value) -> int:
     """Levels of nested objects and arrays (the line's own object is level 1), iteratively."""
