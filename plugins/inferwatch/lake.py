@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import fsspec
 from fsspec.core import url_to_fs
 
+from inferwatch.names import InvalidName
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -34,6 +36,29 @@ S3_CLIENT_CONFIG = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_a
 
 class LakeError(IOError):
     """A lake operation still failed after the bounded retries; names the object."""
+
+
+#: What a lake key's part may never hold: a separator (a part is one folder or file name),
+#: NUL (cut short by C libraries), nor be ``.`` or ``..`` (the folder itself or its parent).
+_SEPARATORS = ("/", "\\", "\x00")
+
+
+def lake_key(*parts: str, folder: bool = False) -> str:
+    """The lake key of ``parts`` joined by ``/`` (a trailing ``/`` when ``folder``).
+
+    Every key built from a value that came from data (a model name, a version, a day) goes
+    through here: a part that is empty, ``.`` or ``..``, or holds ``/``, ``\\`` or NUL would
+    name another folder (``reference/../bronze/events``) or leave the lake
+    (``../../outside``), so it raises InvalidName instead; no part can make the key absolute.
+    """
+    for part in parts:
+        if (
+            not isinstance(part, str)
+            or part in ("", ".", "..")
+            or any(separator in part for separator in _SEPARATORS)
+        ):
+            raise InvalidName(f"not a lake key part: {part!r} (in {parts!r})")
+    return "/".join(parts) + ("/" if folder else "")
 
 
 def is_raw_log(key: str) -> bool:

@@ -12,18 +12,21 @@ the parser (SQL) and the Python steps apply the very same rule.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
-#: ``customer_churn``, ``fraud-detector.eu``: starts with a letter or digit (never ``.`` or
+#: ``customer_churn``, ``fraud-detector.eu``, ``llama3.1:8b`` (Ollama, Bedrock's ``…-v1:0``),
+#: ``claude-3-5-sonnet@20240620`` (Vertex AI): starts with a letter or digit (never ``.`` or
 #: ``..``), no separator, no ``=`` (a Hive partition in a path), no space or control character.
-MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
+MODEL_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}"
 #: ``v2``, ``1.4.0``, ``2025-05-01``, ``3f2a9c1``.
 MODEL_VERSION_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}"
 #: ``/v1/predict``, ``churn-endpoint``, ``projects/p/endpoints/123``: slashes allowed (an
 #: endpoint never becomes a lake path), no space, quote or control character.
 ENDPOINT_PATTERN = r"[A-Za-z0-9_./:@+-]{1,256}"
-#: ``age``, ``plan``, ``amount.log``, ``num:tenure``: spaces allowed inside (not at the ends).
-FEATURE_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:+ -]{0,126}[A-Za-z0-9_.:+-]|[A-Za-z0-9_]"
+#: ``age``, ``plan``, ``amount.log``, ``num:tenure``, ``sepal length (cm)`` (scikit-learn's
+#: own data sets): spaces allowed inside (not at the ends).
+FEATURE_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:+() -]{0,126}[A-Za-z0-9_.:+()-]|[A-Za-z0-9_]"
 
 PATTERNS = {
     "model": MODEL_PATTERN,
@@ -54,3 +57,33 @@ def sql_valid_model(column: str = "model", reason: str = "reason") -> str:
         f"case when regexp_full_match({column}, '{MODEL_PATTERN}') and {reason} is distinct "
         f"from 'wrong type: model (string expected)' then {column} end"
     )
+
+
+def require(kind: str, value: object) -> str:
+    """``value`` itself when it is a valid ``kind`` name; else InvalidName (the steps' check for
+    names an older bronze let in before the parser checked them)."""
+    if not is_valid(kind, value):
+        raise InvalidName(f"invalid {kind} name: {value!r}")
+    return value  # type: ignore[return-value]  # is_valid checked it is a str
+
+
+#: Characters a name keeps as they are in a file name it becomes (``encoded``).
+_KEPT = re.compile(r"[A-Za-z0-9_.-]")
+#: Longer encodings are cut and end in ``~~`` and a hash (a file name has at most 255 bytes).
+_MAX_ENCODED = 100
+
+
+def encoded(value: object) -> str:
+    """``value`` as one file-name-safe piece, whatever it holds: every character outside
+    ``[A-Za-z0-9_.-]`` becomes ``~`` and its UTF-8 bytes in hex (``eu/churn`` →
+    ``eu~2Fchurn``; ``~`` itself → ``~7E``), so distinct values stay distinct. For keys that
+    name one model in a store that refuses separators (Data Docs), even names an older bronze
+    let in."""
+    text = str(value)
+    out = "".join(
+        char if _KEPT.fullmatch(char) else "".join(f"~{byte:02X}" for byte in char.encode())
+        for char in text
+    )
+    if len(out) > _MAX_ENCODED:  # "~~" never comes out of the encoding above
+        out = out[: _MAX_ENCODED - 18] + "~~" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out

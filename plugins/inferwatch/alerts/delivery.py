@@ -3,6 +3,13 @@
 The webhook body carries ``text`` (for any Slack-compatible receiver), ``blocks`` (Slack's
 layout) and ``attachments`` (Mattermost, Rocket.Chat, older Slack apps), each alert with its
 model, metric, value, threshold, baseline kind and a link to its Superset dashboard.
+
+Alert text holds names from log lines (model, version) that an older bronze may have let in
+with any character, so each channel gets it escaped its own way: control characters (CR, LF,
+…) shown as ``\\n``-style escapes everywhere (an e-mail header then cannot be split into two,
+a log line stays one line), the subject RFC 2047-encoded by ``email``, Slack's ``& < >``
+entity-escaped (a name cannot ping ``<!channel>`` or forge a link), the body JSON-encoded.
+A channel that fails for any reason is reported as failed, never raised.
 """
 
 from __future__ import annotations
@@ -10,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import unicodedata
 import urllib.request
+from collections.abc import Callable
 from email.message import EmailMessage
 
 from inferwatch.config import Settings
@@ -20,6 +29,35 @@ log = logging.getLogger(__name__)
 #: Slack allows 50 blocks a message: a digest shows this many alerts and counts the rest.
 MAX_ALERTS_SHOWN = 20
 TIMEOUT_S = 10
+#: An e-mail subject longer than this is cut (a header line should stay under 998 bytes).
+MAX_SUBJECT_CHARS = 200
+#: Fields that are no text from data: links built from the configuration.
+_NOT_TEXT = ("dashboard_url",)
+
+
+def plain(text: str) -> str:
+    """``text`` on one line: control characters and line separators as visible escapes."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp")
+        else char
+        for char in text
+    )
+
+
+def _slack(text: str) -> str:
+    """Slack's control characters entity-escaped, on one line."""
+    return plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escaped(alert: dict, escape: Callable[[str], str]) -> dict:
+    return {key: escape(value) if isinstance(value, str) and key not in _NOT_TEXT else value
+            for key, value in alert.items()}  # fmt: skip
+
+
+def log_line(alert: dict) -> str:
+    """One alert as one line of the task log."""
+    return _line(_escaped(alert, plain))
 
 
 def _number(value) -> str:
@@ -41,6 +79,7 @@ def _line(alert: dict) -> str:
 
 
 def slack_payload(alerts: list[dict]) -> dict:
+    alerts = [_escaped(alert, _slack) for alert in alerts]
     shown, rest = alerts[:MAX_ALERTS_SHOWN], len(alerts) - MAX_ALERTS_SHOWN
     text = f"InferWatch: {len(alerts)} new alert(s)"
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": text}}]
@@ -89,7 +128,10 @@ def post_webhook(url: str, alerts: list[dict]) -> None:
 
 def email_message(settings: Settings, alerts: list[dict]) -> EmailMessage:
     message = EmailMessage()
+    alerts = [_escaped(alert, plain) for alert in alerts]
     first = _subject_of(alerts[0])
+    if len(first) > MAX_SUBJECT_CHARS:
+        first = first[: MAX_SUBJECT_CHARS - 1] + "…"
     more = f" (+{len(alerts) - 1} more)" if len(alerts) > 1 else ""
     message["Subject"] = f"[InferWatch] {first}{more}"
     message["From"] = settings.smtp_from
@@ -122,7 +164,9 @@ def deliver(settings: Settings, alerts: list[dict]) -> dict[str, str | None]:
         try:
             senders[channel]()
             outcome[channel] = None
-        except (OSError, smtplib.SMTPException) as error:
-            log.warning("alert delivery by %s failed: %s", channel, error)
-            outcome[channel] = f"{type(error).__name__}: {error}"
+        # Whatever goes wrong (a refused connection, a bad URL, a header the library refuses),
+        # the alerts are still logged, as failed, and retried next run: never a crashed step.
+        except Exception as error:  # noqa: BLE001
+            outcome[channel] = plain(f"{type(error).__name__}: {error}")
+            log.warning("alert delivery by %s failed: %s", channel, outcome[channel])
     return outcome

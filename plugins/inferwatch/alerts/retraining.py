@@ -3,7 +3,9 @@
 A drift or input-anomaly alert asks for retraining. The ``retraining_trigger`` DAG writes one
 request per (model, version, reason, day) to the lake's
 ``registry/retraining_requests/<model>/<version>/<day>__<reason>.json``; an existing request
-is never rewritten, so re-runs and repeated signals add nothing.
+is never rewritten, so re-runs and repeated signals add nothing. A request whose model or
+version is no valid name (an alert on bronze written before the parser checked names) is
+skipped and logged: it can name no folder.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from inferwatch import names
 from inferwatch.alerts import log as alert_log
 from inferwatch.alerts.step import RETRAINING_REASONS, retraining_request
 from inferwatch.config import Settings
-from inferwatch.lake import Lake
+from inferwatch.lake import Lake, lake_key
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +26,22 @@ PREFIX = "registry/retraining_requests"
 
 
 def request_key(request: dict) -> str:
-    return (f"{PREFIX}/{request['model']}/{request['model_version']}/"
-            f"{request['day']}__{request['reason']}.json")  # fmt: skip
+    """The request's lake key; InvalidName when its model or version is no valid name."""
+    return lake_key(
+        *PREFIX.split("/"),
+        names.require("model", request["model"]),
+        names.require("model_version", request["model_version"]),
+        f"{request['day']}__{request['reason']}.json",
+    )
+
+
+def _key_or_none(request: dict, *, warn: bool = True) -> str | None:
+    try:
+        return request_key(request)
+    except names.InvalidName as error:
+        if warn:
+            log.warning("retraining request skipped (older bronze, refused today): %s", error)
+        return None
 
 
 def logged_requests(settings: Settings) -> list[dict]:
@@ -33,23 +50,26 @@ def logged_requests(settings: Settings) -> list[dict]:
     for row in alert_log.read_log(settings):
         if row["rule"] in RETRAINING_REASONS and row["model"] and row["model_version"]:
             request = retraining_request(row)
-            by_key.setdefault(request_key(request), request)
+            key = _key_or_none(request)
+            if key is not None:
+                by_key.setdefault(key, request)
     return list(by_key.values())
 
 
 def write_requests(lake: Lake, requests: list[dict], source: str = "") -> list[str]:
     """Write the requests not written yet; returns the keys written."""
-    written = []
+    written, skipped = [], 0
     for request in requests:
-        key = request_key(request)
-        if key in written or lake.exists(key):
+        key = _key_or_none(request)
+        skipped += key is None
+        if key is None or key in written or lake.exists(key):
             continue
         document = {**request, "requested_at": datetime.now(UTC).isoformat(),
                     "requested_by": "inferwatch", "source": source, "status": "open"}  # fmt: skip
         lake.write_bytes(key, (json.dumps(document, indent=2, default=str) + "\n").encode())
         written.append(key)
-    log.info("retraining requests: %d written, %d already there", len(written),
-             len(requests) - len(written))  # fmt: skip
+    log.info("retraining requests: %d written, %d already there, %d skipped for their names",
+             len(written), len(requests) - len(written) - skipped, skipped)  # fmt: skip
     return written
 
 
@@ -58,4 +78,6 @@ def request_retraining(settings: Settings, lake: Lake, signalled: list[dict], so
     drift or input-anomaly alert without a request yet (a missed signal heals)."""
     requests = list(signalled) + logged_requests(settings)
     written = write_requests(lake, requests, source)
-    return {"considered": len({request_key(r) for r in requests}), "written": written}
+    keys = [_key_or_none(r, warn=False) for r in requests]  # write_requests logged them
+    return {"considered": len(set(keys) - {None}), "written": written,
+            "skipped": sum(key is None for key in keys)}  # fmt: skip

@@ -61,7 +61,11 @@ def record_and_send(
         rows.append(row)
         if row["status"] == "pending":
             deliverable.append(row)
+    for row in deliverable:  # the task log is a channel too: one escaped line per alert
+        log.info("alert: %s", delivery.log_line(row))
     if deliverable:
+        # deliver() reports a failing channel (whatever the error) instead of raising: the
+        # alerts below are then logged as failed and retried next run.
         outcome = delivery.deliver(settings, deliverable) if delivery.channels(settings) else {}
         delivered = [channel for channel, error in outcome.items() if error is None]
         status = "logged" if not outcome else ("sent" if delivered else "failed")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
 
-from inferwatch.lake import Lake
+from inferwatch.lake import Lake, lake_key
 
 #: Reference columns that are outputs, not inputs.
 OUTPUT_COLUMNS = ("prediction", "confidence")
@@ -45,9 +45,11 @@ class FittedForest:
 
 
 def read_reference(lake: Lake, model: str, version: str) -> pd.DataFrame | None:
-    """All reference files of one version, concatenated; None when there is none."""
+    """All reference files of one version, concatenated; None when there is none.
+
+    InvalidName when ``model`` or ``version`` cannot be a folder name (``..``, ``a/b``)."""
     frames = []
-    for info in lake.list(f"reference/{model}/{version}/"):
+    for info in lake.list(lake_key("reference", model, version, folder=True)):
         if info.key.endswith(".parquet"):
             frames.append(pd.read_parquet(io.BytesIO(lake.read_bytes(info.key))))
         elif info.key.endswith(".csv"):

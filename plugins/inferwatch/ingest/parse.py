@@ -18,6 +18,7 @@ import os
 
 import duckdb
 
+from inferwatch import names
 from inferwatch.ingest.pii import (
     PII_ANY_PATTERN,
     PII_KEY_PATTERN,
@@ -38,6 +39,30 @@ DEFAULT_MAX_LINE_BYTES = 1 << 20
 
 def _configured_cap() -> int:
     return int(os.environ.get("INFERWATCH_MAX_LINE_BYTES") or DEFAULT_MAX_LINE_BYTES)
+
+
+#: Levels of nested objects and arrays a line may have (its own object is level 1): a deeper
+#: line is quarantined, since later readers (Python's ``json``, pandas) recurse per level and
+#: one 5,000-deep line made every later run fail. ``INFERWATCH_MAX_NESTING`` overrides it
+#: (at most ``MAX_NESTING_LIMIT``), read at each parse.
+DEFAULT_MAX_NESTING = 32
+MAX_NESTING_LIMIT = 512
+#: Keys one object may have (the line, input_features and the other contract objects): each
+#: feature becomes a row per event in the marts. ``INFERWATCH_MAX_KEYS`` overrides it.
+DEFAULT_MAX_KEYS = 1000
+#: Where a name rule is explained (README.md, "The log contract").
+NAME_RULES = "(see the log contract's name rules)"
+
+
+def _configured_nesting() -> int:
+    levels = int(os.environ.get("INFERWATCH_MAX_NESTING") or DEFAULT_MAX_NESTING)
+    if not 1 <= levels <= MAX_NESTING_LIMIT:
+        raise ValueError(f"INFERWATCH_MAX_NESTING must be 1..{MAX_NESTING_LIMIT}, not {levels}")
+    return levels
+
+
+def _configured_keys() -> int:
+    return max(1, int(os.environ.get("INFERWATCH_MAX_KEYS") or DEFAULT_MAX_KEYS))
 
 
 #: Contract fields (the ``j`` struct's fields below).
@@ -171,6 +196,8 @@ def _reason(cap: int) -> str:
 
     checks = [
         *_line_checks(cap),
+        # before any check that reads an object's keys one by one
+        *_width_checks(("input_features", "error", "geo", "resources", "model_metadata", "usage")),
         ("missing field: timestamp", f"not {_present('timestamp')}"),
         ("missing field: model", f"not {_present('model')}"),
         ("wrong type: model (string expected)", f"not {kind('model', _is_string)}"),
@@ -183,6 +210,7 @@ def _reason(cap: int) -> str:
         checks.append(
             (f"wrong type: {field} (scalar expected)", wrong(field, kind(field, _is_scalar)))
         )
+    checks += _name_checks()
     conf, lat, retry = _f("confidence"), _f("latency_ms"), _f("retry_count")
     checks += [
         ("wrong type: input_features (object expected)", wrong("input_features", kind("input_features", _is_object))),
@@ -222,13 +250,100 @@ def _reason(cap: int) -> str:
 
 def _line_checks(cap: int) -> list[tuple[str, str]]:
     """The first checks of both contracts: the line itself, before any field."""
+    levels, max_keys = _configured_nesting(), _configured_keys()
     return [
         (f"line too long (over {cap} bytes)", "too_long"),
         ("line is not valid UTF-8", "txt is null"),
         ("invalid JSON", "not is_json"),
+        (f"nesting too deep (over {levels} levels)", _too_deep("txt", levels)),
         ("not a JSON object", "j is null"),
+        (f"too many keys (over {max_keys} in the JSON object)", f"len(keys) > {max_keys}"),
         ("duplicate key in the JSON object", _has_duplicate_keys("keys")),
     ]
+
+
+# ---------------------------------------------------------------- depth, width and names
+#: A JSON string (valid JSON: it starts at a quote outside any string): removed before
+#: brackets are counted, so that ``"[[["`` counts for nothing.
+_JSON_STRING = r'"(?:[^"\\]|\\.)*"'
+#: Levels one pass of ``_too_deep`` removes.
+_LEVELS_PER_PASS = 8
+
+
+def _balanced(levels: int) -> str:
+    """A regular expression for one bracket group (brackets only, all ``[ ]``) at most
+    ``levels`` deep: ``[]`` for one level, ``[(?:[])*]`` for two, and so on."""
+    pattern = r"\[\]"
+    for _ in range(levels - 1):
+        pattern = rf"\[(?:{pattern})*\]"
+    return pattern
+
+
+def _too_deep(text: str, levels: int) -> str:
+    """Is the valid JSON ``text`` nested more than ``levels`` deep?
+
+    A line with no more than ``levels`` opening brackets anywhere cannot be (one cheap pass;
+    nearly every line stops here). The others are reduced to their brackets outside strings,
+    and each pass of ``regexp_replace`` removes every group at most ``_LEVELS_PER_PASS`` deep,
+    so lowering the whole line by that many levels: after ``levels`` levels something is left
+    exactly when it was deeper (linear in the line, about 0.3 s for a hostile 1 MB line)."""
+    # string_split is the cheapest count DuckDB has (a third of replace(), a fifth of a regex)
+    opening = f"len(string_split({text}, '[')) + len(string_split({text}, '{{')) - 2"
+    # NULL for the other lines, so the costly part below never runs on them, wherever the
+    # optimizer evaluates it
+    brackets = f"""translate(regexp_replace(regexp_replace(
+        case when {opening} > {levels} then {text} end, {sql_literal(_JSON_STRING)}, '', 'g'),
+        '[^\\[\\]{{}}]', '', 'g'), '{{}}', '[]')"""
+    remaining = levels
+    while remaining:
+        step = min(remaining, _LEVELS_PER_PASS)
+        brackets = f"regexp_replace({brackets}, {sql_literal(_balanced(step))}, '', 'g')"
+        remaining -= step
+    return f"{brackets} <> ''"
+
+
+def _width_checks(fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Objects with more than INFERWATCH_MAX_KEYS keys. An object of n distinct keys takes at
+    least 4n bytes (``"k":0,``), so only lines longer than 4 × the cap are looked into."""
+    max_keys = _configured_keys()
+    checks = []
+    for field in fields:
+        obj = _f(field)
+        wide = f"strlen(txt) > {4 * max_keys} and {_is_object(obj)}"
+        checks.append((
+            f"too many keys (over {max_keys} in {field})",
+            f"len(json_keys(case when {wide} then {obj} end)) > {max_keys}",
+        ))  # fmt: skip
+    return checks
+
+
+def _invalid(kind: str, text: str) -> str:
+    """``text`` is not NULL and not a valid ``kind`` name (:mod:`inferwatch.names`)."""
+    return f"not regexp_full_match({text}, {sql_literal(names.PATTERNS[kind])})"
+
+
+def _name_checks() -> list[tuple[str, str]]:
+    """Model, version, endpoint and feature names against the patterns of
+    :mod:`inferwatch.names`: they become lake folders, Data Docs keys, e-mail subjects and chart
+    labels. The model and version are checked as stored, after a ``_v<digits>`` suffix of the
+    model is split off as the version (the same split as the ``model`` column)."""
+    split = f"{_f('model_version')} is null and regexp_matches(model_text, '_v[0-9]+$')"
+    stored_model = f"""case when {split}
+        then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) else model_text end"""
+    split_version = f"case when {split} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2) end"
+    features = _f("input_features")
+    bad_feature = (
+        f"len(list_filter(json_keys(case when {_is_object(features)} then {features} end),"
+        f" k -> {_invalid('feature', 'k')})) > 0"
+    )
+    return [
+        (f"invalid name: model {NAME_RULES}", _invalid("model", stored_model)),
+        (f"invalid name: model_version {NAME_RULES}",
+         f"{_invalid('model_version', _text('model_version'))}"
+         f" or {_invalid('model_version', split_version)}"),
+        (f"invalid name: endpoint {NAME_RULES}", _invalid("endpoint", _text("endpoint"))),
+        (f"invalid name: input_features key {NAME_RULES}", bad_feature),
+    ]  # fmt: skip
 
 
 def _case(checks: list[tuple[str, str]]) -> str:
@@ -402,6 +517,8 @@ def _label_reason(cap: int) -> str:
     ]  # fmt: skip
     for field in ("model", "model_version", "source", "comment"):
         checks.append((f"wrong type: {field} (scalar expected)", wrong(field)))
+    for field in ("model", "model_version"):  # the inference log's rule (no suffix split here)
+        checks.append((f"invalid name: {field} {NAME_RULES}", _invalid(field, _text(field))))
     return _case(checks)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from inferwatch.names import encoded
 from inferwatch.validate.gate_state import RunWindow
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.suites import SuiteSpec
@@ -79,7 +80,7 @@ def _model_batches(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, policy: Poli
     return [
         Batch(
             spec,
-            f"{spec.name}[{model}]",
+            f"{spec.name}[{encoded(model)}]",  # Data Docs keys may not hold "/"
             policy.severity(spec, model),
             policy.thresholds(spec, model),
             model=model,
@@ -101,7 +102,7 @@ def _version_day_batches(
         batches.append(
             Batch(
                 spec,
-                f"{spec.name}[{model}@{version}]",  # GX keys may not hold "/"
+                f"{spec.name}[{encoded(model)}@{encoded(version)}]",  # as above
                 policy.severity(spec, model),
                 policy.thresholds(spec, model),
                 model=model,
