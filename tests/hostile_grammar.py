@@ -48,6 +48,7 @@ QUOTES = ('"', "'", "`", '\\"', "';--", "' or '1'='1", "{{x}}", "${x}", "<b>", "
 CONTROLS = ("\n", "\r\n", "\r", "\t", "\x00", "\x1b[31m", "\u2028", "\x7f", "\x0c")
 UNICODE = ("é", "模型", "\u202e", "\u200b", "🙂", "Ω", "\ufeff", "ß", "ﬁ", "İ", "\U000e0041")
 FRAGMENT_KINDS = {"separator": SEPARATORS, "quote": QUOTES, "control": CONTROLS, "unicode": UNICODE}
+NAME_KINDS = (*FRAGMENT_KINDS, "traversal")
 #: Whole names that climb out of the lake or point at its own prefixes.
 TRAVERSALS = (
     "..",
@@ -78,6 +79,8 @@ PII_PLACES = (
     "unknown_field", "model_metadata", "resources",
 )  # fmt: skip
 DEEP_PLACES = ("input_features", "prediction", "unknown_field", "error", "usage")
+WIDE_PLACES = ("input_features", "top_level", "usage", "geo")
+HUGE_PLACES = ("prediction", "unknown_field", "error.message")
 DEPTHS = (64, 1000, 5000, 20000)
 JUNK = (
     b"not json at all",
@@ -127,7 +130,7 @@ class RawObject:
     key: str  # relative to the lake root
     form: str  # one of OBJECT_FORMS, or "bomb" / "as_is"
     lines: list[bytes] = field(repr=False)  # "{abs}"/"{tmp}" stand for the run's paths
-    cases: tuple[str, ...] = ()
+    cases: tuple[str, ...] = ()  # each line's case, in line order
     bomb_bytes: int = 0  # a gzip bomb: the product may stop it early, nothing of it loads
 
     def materialize(self, abs_target: str, tmp_target: str) -> bytes:
@@ -218,9 +221,9 @@ def dumps(obj) -> bytes:
 
 
 # ---------------------------------------------------------------- strategies, one per case
-def hostile_name(draw, base: str = "m") -> tuple[str, str]:
+def hostile_name(draw, base: str = "m", kind: str | None = None) -> tuple[str, str]:
     """A name built from a base and 1-3 fragments of one kind; returns (name, kind)."""
-    kind = draw(st.sampled_from([*FRAGMENT_KINDS, "traversal"]))
+    kind = kind or draw(st.sampled_from(NAME_KINDS))
     if kind == "traversal":
         return draw(st.sampled_from(TRAVERSALS)), kind
     fragments = draw(st.lists(st.sampled_from(FRAGMENT_KINDS[kind]), min_size=1, max_size=3))
@@ -230,16 +233,25 @@ def hostile_name(draw, base: str = "m") -> tuple[str, str]:
     return name[position], kind
 
 
-def bad_name_line(draw, ctx: LakeContext, where: str | None = None) -> Line:
+def bad_name_line(draw, ctx: LakeContext, where: str | None = None, kind: str | None = None):
     where = where or draw(st.sampled_from(NAME_FIELDS))
-    name, kind = hostile_name(draw, base="customer_churn" if where == "model" else "x")
-    model = ctx.take("customer_churn") if where != "model" else None
-    line = contract_line(ctx, model or "customer_churn")
+    name, kind = hostile_name(draw, "customer_churn" if where == "model" else "x", kind)
+    model = ctx.take("customer_churn") if where != "model" else JUNK_MODEL
+    line = contract_line(ctx, model)
     if where == "feature":
         line["input_features"][name] = 1
     else:
         line[where] = name
-    return Line(f"bad_name:{where}[{kind}]", dumps(line), model)
+    return Line(f"bad_name:{where}[{kind}]", dumps(line), valid_or_none(model))
+
+
+def valid_or_none(model: str) -> str | None:
+    return model if model in VALID_MODELS else None
+
+
+def line_of(ctx: LakeContext, model: str) -> dict:
+    """A contract line naming ``model`` (a valid model's features, or churn's for junk)."""
+    return contract_line(ctx, model if model in VALID_MODELS else "customer_churn", model=model)
 
 
 def traversal_line(draw, ctx: LakeContext, pair: tuple[str, str] | None = None) -> Line:
@@ -258,12 +270,12 @@ def nested(depth: int, leaf: str = '"deep"') -> str:
     return opening + leaf + closing
 
 
-def deep_line(draw, ctx: LakeContext, where: str | None = None) -> Line:
+def deep_line(draw, ctx: LakeContext, where: str | None = None, depth: int | None = None):
     where = where or draw(st.sampled_from(DEEP_PLACES))
-    depth = draw(st.sampled_from(DEPTHS))
+    depth = depth or draw(st.sampled_from(DEPTHS))
     model = ctx.take(draw(st.sampled_from(sorted(VALID_MODELS))))
     marker = '"__deep__"'
-    line = contract_line(ctx, model if model != JUNK_MODEL else "customer_churn", model=model)
+    line = line_of(ctx, model)
     target = {"input_features": ("input_features", "x"), "unknown_field": ("extra", None)}
     container, key = target.get(where, (where, None))
     if key:
@@ -271,29 +283,38 @@ def deep_line(draw, ctx: LakeContext, where: str | None = None) -> Line:
     else:
         line[container] = "__deep__"
     text = dumps(line).replace(marker.encode(), nested(depth).encode(), 1)
-    return Line(f"deep:{where}@{depth}", text, model if model in VALID_MODELS else None)
+    return Line(f"deep:{where}@{depth}", text, valid_or_none(model))
 
 
-def wide_line(draw, ctx: LakeContext) -> Line:
-    where = draw(st.sampled_from(("input_features", "top_level", "usage", "geo")))
+def widths(ctx: LakeContext) -> tuple[int, ...]:
     # the widest fits under the line cap: it is the keys, not the size, that are hostile
-    width = draw(st.sampled_from((300, 3000, max(300, ctx.max_line_bytes // 16))))
+    return (300, 3000, max(300, ctx.max_line_bytes // 16))
+
+
+def offsets(ctx: LakeContext) -> tuple[int, ...]:
+    """Line sizes around the cap, as offsets from it."""
+    return (-512, -1, 0, 1, 4096, ctx.max_line_bytes)
+
+
+def wide_line(draw, ctx: LakeContext, where: str | None = None, width: int | None = None):
+    where = where or draw(st.sampled_from(WIDE_PLACES))
+    width = width or draw(st.sampled_from(widths(ctx)))
     model = ctx.take(draw(st.sampled_from(sorted(VALID_MODELS))))
-    line = contract_line(ctx, model if model != JUNK_MODEL else "customer_churn", model=model)
+    line = line_of(ctx, model)
     keys = {f"w{i:06d}": i % 7 for i in range(width)}
     if where == "top_level":
         line.update(keys)
     else:
         line[where] = {**(line.get(where) or {}), **keys}
-    return Line(f"wide:{where}@{width}", dumps(line), model if model in VALID_MODELS else None)
+    return Line(f"wide:{where}@{width}", dumps(line), valid_or_none(model))
 
 
-def huge_line(draw, ctx: LakeContext) -> Line:
+def huge_line(draw, ctx: LakeContext, where: str | None = None, offset: int | None = None):
     """Near and over the line cap; the padding sits in a string (PII at its far end)."""
-    offset = draw(st.sampled_from((-512, -1, 0, 1, 4096, ctx.max_line_bytes)))
-    where = draw(st.sampled_from(("prediction", "unknown_field", "error.message")))
+    offset = draw(st.sampled_from(offsets(ctx))) if offset is None else offset
+    where = where or draw(st.sampled_from(HUGE_PLACES))
     model = ctx.take(draw(st.sampled_from(sorted(VALID_MODELS))))
-    line = contract_line(ctx, model if model != JUNK_MODEL else "customer_churn", model=model)
+    line = line_of(ctx, model)
     pad_key = {"prediction": "prediction", "unknown_field": "padding"}.get(where)
     if pad_key:
         line[pad_key] = "__pad__"
@@ -303,13 +324,13 @@ def huge_line(draw, ctx: LakeContext) -> Line:
     size = len(dumps(line)) - len("__pad__")
     pad = "p" * max(0, ctx.max_line_bytes + offset - size - len(tail)) + tail
     text = dumps(line).replace(b"__pad__", pad.encode(), 1)
-    return Line(f"huge:{where}@cap{offset:+d}", text, model if model in VALID_MODELS else None)
+    return Line(f"huge:{where}@cap{offset:+d}", text, valid_or_none(model))
 
 
-def pii_line(draw, ctx: LakeContext, where: str | None = None) -> Line:
+def pii_line(draw, ctx: LakeContext, where: str | None = None, pii: str | None = None):
     """A valid line (it loads) with PII where the policy did not look (issue 18)."""
     where = where or draw(st.sampled_from(PII_PLACES))
-    pii = draw(st.sampled_from(PII))
+    pii = pii or draw(st.sampled_from(PII))
     model = draw(st.sampled_from(sorted(VALID_MODELS)))
     line = contract_line(ctx, model)
     text = f"contact {pii} please"
@@ -338,8 +359,8 @@ def pii_line(draw, ctx: LakeContext, where: str | None = None) -> Line:
     return Line(f"pii:{where}", dumps(line), None)
 
 
-def junk_line(draw, ctx: LakeContext) -> Line:
-    data = draw(st.sampled_from(JUNK))
+def junk_line(draw, ctx: LakeContext, data: bytes | None = None) -> Line:
+    data = data or draw(st.sampled_from(JUNK))
     pii = draw(st.sampled_from((b"", f" {PII[0]} {PII[3]}".encode())))
     return Line(f"junk:{JUNK.index(data)}", data + pii, None)
 
@@ -422,12 +443,15 @@ def required_lines(draw, ctx: LakeContext) -> list[Line]:
     """The fixed coverage of a lake: the kept cases; every name field, traversal pair, PII
     place and encoding once; one of each other case (variants drawn)."""
     lines = [build(ctx) for build in KEPT_LINES]
-    lines += [bad_name_line(draw, ctx, where) for where in NAME_FIELDS]
+    lines += [bad_name_line(draw, ctx, f, kind) for f in NAME_FIELDS for kind in NAME_KINDS]
     lines += [traversal_line(draw, ctx, pair) for pair in TRAVERSAL_PAIRS]
-    lines += [pii_line(draw, ctx, where) for where in PII_PLACES]
+    lines += [pii_line(draw, ctx, where, PII[n % len(PII)]) for n, where in enumerate(PII_PLACES)]
     lines += [encoded_line(draw, ctx, kind) for kind in ENCODED]
-    lines += [deep_line(draw, ctx, where) for where in DEEP_PLACES]
-    lines += [CASES[case](draw, ctx) for case in ("wide", "huge", "junk", "blank")]
+    lines += [junk_line(draw, ctx, data) for data in JUNK]
+    lines += [deep_line(draw, ctx, where, depth) for where in DEEP_PLACES for depth in DEPTHS]
+    lines += [wide_line(draw, ctx, where, width) for where in WIDE_PLACES for width in widths(ctx)]
+    lines += [huge_line(draw, ctx, where, off) for where in HUGE_PLACES for off in offsets(ctx)]
+    lines.append(blank_line(draw, ctx))
     return lines
 
 
@@ -528,7 +552,7 @@ def lakes(draw, hostile_lines: int, extra_objects: int, bomb_bytes: int, budget:
             plan.objects.append(RawObject(
                 key=f"raw/hostile/{form}/part-{n:03d}{suffix}", form=form,
                 lines=[line.data for line in group],
-                cases=tuple(dict.fromkeys(line.case for line in group)),
+                cases=tuple(line.case for line in group),
             ))  # fmt: skip
     plan.objects += [
         RawObject("raw/hostile/empty/part-000.jsonl", "as_is", [], ("object:empty",)),
@@ -546,14 +570,14 @@ def draw_lakes(count: int, **kwargs) -> list[LakePlan]:
     shrinking; drawing is cheap, each lake's pipeline run is not, so the test runs them."""
     plans: list[LakePlan] = []
 
-    @settings(max_examples=count, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=count + 1, derandomize=True, database=None, deadline=None,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(st.data())
     def collect(data):
         plans.append(data.draw(lakes(**kwargs)))
 
     collect()
-    return plans
+    return plans[1:]  # the first is hypothesis's simplest draw: every choice its first
 
 
 # ---------------------------------------------------------------- the child: one pipeline run
