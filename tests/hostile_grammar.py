@@ -609,19 +609,22 @@ def tree_changes(before: dict, after: dict) -> list[str]:
 
 
 def child_main(watched: Path, result_path: Path) -> None:
-    """Run the DAG once (what ``inferwatch run`` does), recording per step what it raised and
-    what it wrote under ``watched``; retries off (a retry waits 2 minutes and repeats the same
-    input). Writes a JSON result: run state, task states, step errors, writes, peak RSS."""
+    """Run the pipeline DAG once (what ``inferwatch run`` does), then the retraining trigger DAG
+    (it writes a request per logged drift or input-anomaly alert), recording per step what it
+    raised and what it wrote under ``watched``; retries off (a retry waits 2 minutes and
+    repeats the same input). Writes a JSON result: run states, task states, step errors,
+    writes, peak RSS, CPU time."""
     import resource
 
     from inferwatch import airflow_env, pipeline, runner
+    from inferwatch.alerts import retraining
     from inferwatch.config import Settings
 
     settings = Settings.from_env()
-    record: dict = {"steps": {}, "writes": {}, "errors": {}}
+    record: dict = {"writes": {}, "errors": {}, "tasks": {}}
 
-    def instrument(name: str):
-        real = getattr(pipeline, name)
+    def instrument(module, name: str) -> None:
+        real = getattr(module, name)
 
         def step(*args, **kwargs):
             before = tree_state(watched)
@@ -637,19 +640,23 @@ def child_main(watched: Path, result_path: Path) -> None:
             finally:
                 record["writes"][name] = tree_changes(before, tree_state(watched))
 
-        setattr(pipeline, name, step)
+        setattr(module, name, step)
 
     for name in STEPS:
-        instrument(name)
+        instrument(pipeline, name)
+    instrument(retraining, "request_retraining")
     try:
         env = airflow_env.apply(settings)
         airflow_env.ensure_metadata_db(env)
-        dag = runner.load_dag()
-        for task in dag.tasks:
-            task.retries = 0
-        dag_run = dag.test()
-        record["state"] = str(dag_run.state)
-        record["tasks"] = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+        for dag_id in (runner.DAG_ID, "retraining_trigger"):
+            dag = runner.load_dag(dag_id)
+            for task in dag.tasks:
+                task.retries = 0
+            dag_run = dag.test()
+            record.setdefault("state", str(dag_run.state))  # the pipeline's decides
+            record["tasks"].update(
+                {f"{dag_id}.{ti.task_id}": str(ti.state) for ti in dag_run.get_task_instances()}
+            )
     except BaseException:  # the harness itself must still report
         record["state"] = "harness_error"
         record["harness_error"] = traceback.format_exc()[-4000:]

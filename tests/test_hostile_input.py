@@ -2,24 +2,33 @@
 with separators, quotes, newlines, unicode and ``..``; deep nesting; wide objects; huge lines;
 a gzip bomb; mixed encodings; PII in odd places), mixed with a simulated lake of ordinary
 contract lines, each run through the whole pipeline DAG (``dag.test()``, what ``inferwatch
-run`` does) in a child process. Each run must:
+run`` does) and then the retraining trigger DAG, in a child process. Each run must:
 
-- succeed: every task instance succeeded (``signal_retraining`` may skip), nothing raised;
+- succeed: every task instance succeeded (``signal_retraining`` may skip), no step raised;
 - account for every line: in ``mart_ingestion`` (ops.duckdb) every raw object has
   lines_read = loaded + quarantined + blank + merged, and lines_read equals the lines counted
   here from the bytes written (a gzip bomb may be stopped early; nothing of it loads);
-- write nothing outside the lake and the data folder (the run's parent holds only those and
-  decoys: a reference beside the lake, a sibling folder; /tmp gets nothing named after the
-  run), change nothing under ``raw/``, and no step but ingest writes into ``bronze/events``;
-  anomaly scores land only under ``anomaly_scores/``;
+- write nothing outside the lake and the data folder: the run's parent holds only those and
+  decoys (training references where traversal names point, a reference/ beside the lake, a
+  sibling folder); the child's HOME and TMPDIR are watched folders too; /tmp gets nothing
+  named after the run; nothing under ``raw/`` changes; no step but ingest writes into
+  ``bronze/events``; anomaly scores land only under ``anomaly_scores/``;
 - stay within memory: DuckDB runs with a memory limit and the child's peak RSS stays under
   RSS_LIMIT_MB;
 - let no planted PII out of ``raw/``: no file under the data folder or the lake (raw objects
-  and model references aside) holds it, Parquet and DuckDB files read back as text.
+  and model references aside) holds it (Parquet and DuckDB files are read back as text, per
+  column), nor any alert e-mail or webhook post; no e-mail header is smuggled in by a name;
+- keep names in their documented patterns (``inferwatch.names``): models and versions in
+  ``fct_inferences`` become paths, Data Docs keys and e-mail subjects.
 
-Lakes are derandomized (the same draws on every CI run), at most ``LAKES`` of them, no
-shrinking (a shrink would re-run the pipeline dozens of times). A failure is reported with
-the lake's cases, the step and the error. Cases found failing are kept in
+The gate's expected outcome is a published build: hostile lines that may be quarantined name a
+valid model only within VALID_MODEL_BUDGET of its lines (the gate holds above 10%); all others
+carry an invalid model name (junk, which publishes with a warning).
+
+Lakes are derandomized (the same draws on every CI run), ``LAKES`` of them (at most 5), drawn
+without shrinking (a shrink would re-run the pipeline dozens of times); each is its own test
+item. A failure lists every problem of the lake: the check, the step (with the innermost
+InferWatch frames of its traceback), the object and its cases. Cases found failing are kept in
 ``hostile_grammar.KEPT_LINES``: every lake carries them.
 
 Run alone: ``pytest -m hostile -p no:randomly -n 0 tests/test_hostile_input.py``.
@@ -273,7 +282,8 @@ class HostileRun:
         if result.get("harness_error"):
             problems.append(f"harness error: {result['harness_error']}")
         for task, state in sorted((result.get("tasks") or {}).items()):
-            allowed = {"success", "skipped"} if task == "signal_retraining" else {"success"}
+            skips = task.endswith(".signal_retraining")  # skipped when no alert asks for it
+            allowed = {"success", "skipped"} if skips else {"success"}
             if state not in allowed:
                 problems.append(f"task {task}: {state}")
         for step, error in sorted((result.get("errors") or {}).items()):
