@@ -68,7 +68,7 @@ LAKES = 1
 HOSTILE_LINES_PER_LAKE = 200
 EXTRA_OBJECTS_PER_LAKE = 6
 #: The simulated (ordinary) part of each lake: events over SIM_HOURS hours of one day.
-VALID_EVENTS_PER_LAKE = 3000
+VALID_EVENTS_PER_LAKE = 5000
 SIM_HOURS = 6
 #: The line cap, lowered from 1 MiB so that near- and over-cap lines are cheap to make.
 MAX_LINE_BYTES = 256 << 10
@@ -80,9 +80,10 @@ DUCKDB_MEMORY_LIMIT = "256MB"
 #: work.
 RSS_LIMIT_MB = 1200
 #: A valid model may lose this share of its simulated lines to hostile lines that could be
-#: quarantined (the gate holds a build above 10% per valid model): the expected outcome of
-#: every lake is a published build.
-VALID_MODEL_BUDGET = 0.04
+#: quarantined (the gate holds a build above 10% per valid model). On top: the simulator's own
+#: malformed lines (0.5%) and ordinary lines that land in a UTF-16, CR-only or cut gzip
+#: object (~30 lines, <1%). So the expected outcome of every lake is a published build.
+VALID_MODEL_BUDGET = 0.03
 #: Shares of the simulated traffic (inferwatch.simulate).
 SIM_SHARES = {"customer_churn": 0.50, "fraud_detector": 0.35}
 #: The run's parent sits this deep inside the watched folder, deeper than any ``..`` climbs.
