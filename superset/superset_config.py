@@ -124,7 +124,8 @@ def _sql_literal(value: str) -> str:
 def _confine_duckdb(dbapi_connection, _connection_record) -> None:
     """Run on every new DBAPI connection of every engine (metadata DB included): DuckDB ones
     get ``allowed_directories``, then no external access, then a locked configuration — in
-    that order, as statements (STACK_NOTES: passing them in ``config`` fails)."""
+    that order, as statements (in duckdb-engine's ``config`` DuckDB refuses to set allowed
+    directories once external access is off)."""
     if type(dbapi_connection).__module__.split(".")[0] != "duckdb_engine":
         return
     con = dbapi_connection
@@ -163,7 +164,9 @@ def _duckdb_statement_types(sql: str) -> list[str]:
 
 
 def SQL_QUERY_MUTATOR(sql: str, **kwargs) -> str:  # noqa: N802 (Superset's name)
-    """Superset calls this before SQL Lab runs a statement and before a chart's query."""
+    """Superset calls this before SQL Lab runs a statement and before a chart's query
+    (MUTATE_AFTER_SPLIT stays False). Alert queries are not passed here
+    (MUTATE_ALERT_QUERY), but run on a confined connection all the same."""
     database = kwargs.get("database")
     if getattr(database, "backend", None) == "duckdb":
         refused = sorted(set(_duckdb_statement_types(sql)) - DUCKDB_STATEMENTS)

@@ -41,6 +41,8 @@ class Probe:
     duckdb_error: str | None
     #: The file the probe would create, which must not exist afterwards.
     writes: Path | None = None
+    #: Also sent through SQL Lab (each costs ~1 s there); the rest vary a case SQL Lab covers.
+    sqllab: bool = True
 
     @property
     def is_select(self) -> bool:
@@ -65,14 +67,16 @@ def _probes(settings) -> list[Probe]:
         ),
         Probe("select * from read_text('/etc/passwd')", DUCKDB_PERMISSION),
         Probe(
-            "select * from read_csv('/etc/passwd', sep = ':', header = false)", DUCKDB_PERMISSION
+            "select * from read_csv('/etc/passwd', sep = ':', header = false)",
+            DUCKDB_PERMISSION,
+            sqllab=False,
         ),
         Probe(f"select * from glob({_lit(lake / '**')})", DUCKDB_PERMISSION),
-        Probe(f"select * from glob({_lit(data / '*')})", DUCKDB_PERMISSION),
+        Probe(f"select * from glob({_lit(data / '*')})", DUCKDB_PERMISSION, sqllab=False),
         Probe(f"select * from read_text({_lit(lake_object)})", DUCKDB_PERMISSION),
         Probe(f"select * from read_blob({_lit(ops)})", DUCKDB_PERMISSION),
         Probe(f"attach {_lit(ops)} as ops_file (read_only)", DUCKDB_PERMISSION),
-        Probe(f"attach {_lit(secrets_env)} as secrets_file", DUCKDB_PERMISSION),
+        Probe(f"attach {_lit(secrets_env)} as secrets_file", DUCKDB_PERMISSION, sqllab=False),
         Probe(
             f"copy (select 1 as x) to {_lit(data / 'exfil.csv')}",
             DUCKDB_PERMISSION,
@@ -86,9 +90,9 @@ def _probes(settings) -> list[Probe]:
         Probe(f"install {_lit(extension)}", DUCKDB_PERMISSION),
         Probe(f"load {_lit(extension)}", DUCKDB_PERMISSION),
         Probe("set enable_external_access = true", DUCKDB_LOCKED),
-        Probe("set allowed_directories = ['/']", DUCKDB_LOCKED),
+        Probe("set allowed_directories = ['/']", DUCKDB_LOCKED, sqllab=False),
         Probe("reset allowed_directories", DUCKDB_LOCKED),
-        Probe("set lock_configuration = false", DUCKDB_LOCKED),
+        Probe("set lock_configuration = false", DUCKDB_LOCKED, sqllab=False),
         # Writes inside the published folder: DuckDB allows them there, the guard does not.
         Probe(
             f"copy (select 1 as x) to {_lit(published / 'exfil.csv')}",
@@ -133,7 +137,7 @@ def test_analyst_sql_lab_reads_the_marts_and_no_file_of_the_machine(superset_syn
     roots = (settings.data_dir, Path(settings.lake_url))
     before = _files(*roots)
     failures = []
-    for probe in _probes(settings):
+    for probe in [p for p in _probes(settings) if p.sqllab]:
         ok, text = _sql(analyst, serving, probe.sql)
         # a SELECT reaches DuckDB, which refuses the path; anything else stops at the guard
         expected = probe.duckdb_error if probe.is_select else GUARD
@@ -156,11 +160,7 @@ def test_admin_sql_lab_on_ops_is_confined_too(superset_synced, pipeline_run):
         admin, ops, f"select * from read_text({_lit(pipeline_run.settings.secrets_path)})"
     )
     assert not ok and DUCKDB_PERMISSION in text, text[:500]
-    with pipeline_run.ops() as con:
-        (expected,) = con.execute("select count(*) from pipeline_runs").fetchone()
-    ok, text = _sql(admin, ops, "select count(*) as n from pipeline_runs")
-    assert ok, text[:500]
-    assert json.loads(text)["data"] == [{"n": expected}]
+    # (its charts still answer: tests/test_dashboards.py::test_data_quality_dashboard_reads_ops)
 
 
 # The Superset environment's SQLAlchemy and duckdb-engine with superset_config.py loaded, as
