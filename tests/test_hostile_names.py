@@ -224,6 +224,17 @@ def test_the_lake_path_function_joins_ordinary_parts():
     )
 
 
+def test_encoded_names_are_file_name_safe_distinct_and_short():
+    from inferwatch.names import encoded
+
+    values = ["customer_churn", "eu/churn", "eu~2Fchurn", "..", "a\\b", "\u00e9t\u00e9", "x" * 300,
+              "x" * 300 + "y"]  # fmt: skip
+    out = [encoded(value) for value in values]
+    assert out[:3] == ["customer_churn", "eu~2Fchurn", "eu~7E2Fchurn"]
+    assert len(set(out)) == len(values)
+    assert all(len(text) <= 100 and "/" not in text and "\\" not in text for text in out)
+
+
 # ---------------------------------------------------------------- steps after older bronze
 DAY = "2025-05-20"
 
