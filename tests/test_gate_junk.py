@@ -189,3 +189,14 @@ def test_a_run_mostly_quarantined_holds_the_build_even_as_junk(tmp_path):
         31,
         31,
     )
+
+
+def test_a_data_dir_from_before_the_gate_state_judges_only_runs_after_its_last_publish(tmp_path):
+    """Upgraded in place: what the last published run had ingested is not judged again."""
+    settings = settings_for(str(tmp_path / "lake"), tmp_path / "state")
+    add(settings, ("raw/old-junk.jsonl", "A", T1, None, 0, 50, "invalid JSON"),
+        ("raw/new.jsonl", "B", T2, "churn", 30, 1, WRONG_TYPE))  # fmt: skip
+    settings.runs_dir.mkdir(parents=True)
+    record = {"run_id": "old", "gate_passed": True, "finished_at": (T1 + timedelta(minutes=5))}
+    (settings.runs_dir / "old.json").write_text(json.dumps(record, default=str))
+    assert gate(settings, "run-upgraded")["outcome"] == "published"

@@ -83,9 +83,23 @@ def load_window(gate_dir: Path | None) -> RunWindow:
     state = _read_json(gate_dir / STATE_FILE, {})
     passed = state.get("passed_through")
     return RunWindow(
-        passed_through=datetime.fromisoformat(passed) if passed else None,
+        passed_through=datetime.fromisoformat(passed) if passed else _last_published(gate_dir),
         acknowledged=acknowledgements(gate_dir),
     )
+
+
+def _last_published(gate_dir: Path) -> datetime | None:
+    """A data dir from before this state existed: what the last published run had ingested
+    passed the gate of its day, so it is not judged again (the run records sit beside the
+    gate's folder, ``INFERWATCH_DATA_DIR/runs``; see ``Settings.runs_dir``)."""
+    runs = gate_dir.parent / "runs"
+    finished = []
+    for path in runs.glob("*.json") if runs.is_dir() else []:
+        record = _read_json(path, {})
+        if record.get("gate_passed") and record.get("finished_at"):
+            at = datetime.fromisoformat(record["finished_at"])
+            finished.append(at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at)
+    return max(finished, default=None)
 
 
 def acknowledgements(gate_dir: Path) -> dict[str, Acknowledgement]:
