@@ -1,12 +1,13 @@
 """PII policy: what counts as personal data, as regular expressions both DuckDB and Python run.
 
-Applied before bronze (DESIGN.md: governance). The same policy scrubs input features, error
-messages, unknown fields and whole quarantined lines, so one policy covers every path. The
-policy is a YAML file: ``pii_policy.yml`` beside this module by default, or the file that
-``INFERWATCH_PII_POLICY`` names (read once, when this module is imported). It lists
+Applied before bronze (README: Governance). The same policy scrubs every stored field (texts,
+ids, and JSON objects at any depth, keys included) and whole quarantined lines, so one policy
+covers every path. The policy is a YAML file: ``pii_policy.yml`` beside this module by
+default, or the file that ``INFERWATCH_PII_POLICY`` names (read once, when this module is
+imported). It lists
 
-- ``keys``: field names that are personal data whatever their value (dropped from objects;
-  their values blanked in a line that does not parse);
+- ``keys``: field names that are personal data whatever their value (dropped from objects at
+  any depth; their values blanked in a line that does not parse);
 - ``patterns``: kind → regular expression, in the common subset of RE2 (DuckDB) and Python's
   ``re``; a kind may add ``check: luhn`` (card numbers): a match is then redacted only when its
   digits pass the Luhn check, which no regular expression can decide. In DuckDB the check is an
