@@ -21,10 +21,11 @@ import duckdb
 from inferwatch import names
 from inferwatch.ingest.pii import (
     PII_ANY_PATTERN,
-    PII_KEY_PATTERN,
+    SCRUB_JSON_FUNCTION,
+    UUID_PATTERN,
+    register_functions,
     sql_literal,
     sql_scrub_line,
-    sql_scrub_text,
 )
 
 SCHEMA_VERSION = 1
@@ -110,6 +111,10 @@ def _is_number(expr: str) -> str:
     )
 
 
+def _is_container(expr: str) -> str:
+    return f"({_is_object(expr)} or {_is_array(expr)})"
+
+
 def _is_scalar(expr: str) -> str:
     return f"not ({_is_object(expr)} or {_is_array(expr)})"
 
@@ -117,6 +122,69 @@ def _is_scalar(expr: str) -> str:
 def _text(field: str) -> str:
     """The field as text: strings unquoted, numbers and booleans as written."""
     return f"{_f(field)} ->> '$'"
+
+
+# ---------------------------------------------------------------- PII, wherever it is
+# Every stored field but the model's names, numbers and the (hashed) user id is scrubbed. One
+# regular-expression test per line (``pii_suspect``, over the texts of exactly those fields)
+# finds the few lines that may hold PII; in those, the same test on each field finds the
+# suspect fields, and only those go to the scrubber (pii.scrub_json, a Python function: JSON
+# of any depth, keys included), called once per vector with one list per suspect line and
+# NULL for every other line, so that however DuckDB plans the CASE clean lines pay nothing.
+PII = sql_literal(PII_ANY_PATTERN)
+
+
+class Scrubbed:
+    """The fields of one contract that are scrubbed: name → JSON expression, in order."""
+
+    def __init__(self, inputs: dict[str, str]):
+        self.inputs = inputs
+
+    def ctes(self, source: str) -> str:
+        """``screened`` (``pii_suspect``) and ``scrubbed`` (``clean``) over ``source``."""
+        texts = ", ".join(f"({expr})::VARCHAR" for expr in self.inputs.values())
+        # a lambda: its pattern is compiled once, not once per field
+        suspect_only = f"t -> case when regexp_matches(t, {PII}) then t end"
+        return f"""screened as (
+    select *, regexp_matches(concat_ws(chr(1), {texts}), {PII}) as pii_suspect
+    from {source}
+),
+scrubbed as (
+    select *, {SCRUB_JSON_FUNCTION}(case when pii_suspect
+        then list_transform([{texts}], {suspect_only}) end) as clean
+    from screened
+)"""
+
+    def clean(self, name: str) -> str:
+        """The scrubbed JSON text of ``name``; NULL unless the field is suspect."""
+        return f"clean[{list(self.inputs).index(name) + 1}]"
+
+    def text(self, name: str, text: str | None = None) -> str:
+        """A text with PII values redacted (``[redacted:<kind>]``); ``text`` (default: the
+        field's own text) is what a field that is not suspect keeps."""
+        text = text or _text(name)
+        clean = self.clean(name)
+        return f"case when {clean} is not null then ({clean} ->> '$') else ({text}) end"
+
+    def id(self, name: str) -> str:
+        """An id as text; a string id that holds PII is NULL, as if absent: redacted in place,
+        two ids could become one (then be de-duplicated, or join the wrong label). A UUID is
+        kept whatever the patterns say (the phone pattern reads the digits of one in 70)."""
+        text, clean = f"({_text(name)})", self.clean(name)
+        return f"""case
+        when {clean} is null or not {_is_string(_f(name))}
+            or regexp_full_match({text}, {sql_literal(UUID_PATTERN)}) then {text}
+        when ({clean} ->> '$') = {text} then {text}
+        end"""
+
+    def json(self, name: str, test=None) -> str:
+        """A JSON value (as text) that passes ``test`` (default: an object), PII removed at
+        any depth, keys included; NULL when it fails ``test``."""
+        expr = self.inputs[name]
+        test = test or _is_object
+        return f"""case
+        when {expr} is null or not {test(expr)} then null
+        else coalesce({self.clean(name)}, {expr}::VARCHAR) end"""
 
 
 def _json_struct(fields: list[str]) -> str:
@@ -133,33 +201,6 @@ def _has_duplicate_keys(keys: str) -> str:
 def _suspect(expr: str) -> str:
     """Does the object's text look like it may hold PII (then it is scrubbed entry by entry)?"""
     return f"regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})"
-
-
-def _scrub_object(expr: str) -> str:
-    """Drop PII-named keys from a JSON object and redact PII-looking values in the rest.
-
-    Most objects hold no PII: one regular-expression test sends only the suspect ones down the
-    (costly) per-entry path. Numbers are never rewritten, so the result stays valid JSON.
-    ``expr`` is minified JSON text (so an object starts with ``{``) or NULL.
-    """
-    scrubbed_value = f"""case
-        when json_type(e.value) = 'VARCHAR' then to_json({sql_scrub_text("(e.value ->> '$')")})
-        when json_type(e.value) in ('OBJECT', 'ARRAY')
-            then coalesce(try_cast({sql_scrub_text("e.value::VARCHAR")} as JSON), '"[redacted]"')
-        else e.value end"""
-    suspect = _suspect(expr)
-    # DuckDB hoists the cast to MAP out of the CASE (for every row): so it is handed only the
-    # objects that reach the ELSE branch, NULL elsewhere (and never one with a key named twice,
-    # which fails the cast and the whole chunk with it: such lines are quarantined instead).
-    entries = f"map_entries((case when {_is_object(expr)} and {suspect} and not {_has_duplicate_keys(f'json_keys({expr})')} then {expr} end)::JSON::MAP(VARCHAR, JSON))"  # noqa: E501
-    return f"""case
-        when {expr} is null or not {_is_object(expr)} then null
-        when not {suspect} then {expr}::VARCHAR
-        else to_json(map_from_entries(list_transform(
-            list_filter({entries},
-                        e -> not regexp_matches(lower(e.key), {sql_literal(PII_KEY_PATTERN)})),
-            e -> struct_pack(key := e.key, value := ({scrubbed_value})::JSON))))
-        end"""
 
 
 def _unknown_fields(fields: list[str]) -> str:
@@ -182,9 +223,9 @@ def _unknown_fields(fields: list[str]) -> str:
         e -> e.key not in ({known}))))"""
 
 
-def _extra() -> str:
+def _extra(scrub: Scrubbed) -> str:
     """The ``extra`` column: unknown fields, PII-scrubbed, NULL when there are none."""
-    return f"nullif({_scrub_object('unknown_fields')}, '{{}}')"
+    return f"nullif({scrub.json('unknown_fields')}, '{{}}')"
 
 
 def _reason(cap: int) -> str:
@@ -423,6 +464,18 @@ def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
         f"case when {_is_object(error)} then {error} ->> '$.message'"
         f" when {_is_string(error)} then {error} ->> '$' end"
     )
+    error_type = f"""case when {_is_object(error)} then coalesce({error} ->> '$.type', 'unspecified')
+         when {_is_string(error)} and regexp_full_match({error} ->> '$', '[A-Za-z_]+')
+         then {error} ->> '$'
+         when {_is_string(error)} then 'unspecified' end"""
+    geo = _f("geo")
+    scrub = Scrubbed({
+        **{f: _f(f) for f in ("event_id", "request_id", "endpoint", "client_id", "prediction",
+                              "input_features", "resources", "model_metadata", "usage")},
+        "unknown_fields": "unknown_fields",
+        # only what is stored of error and geo (geo.ip is dropped, not scrubbed)
+        **{f: f"to_json({f})" for f in ("error_type", "error_message", "geo_country", "geo_region")},
+    })  # fmt: skip
     has_version = "model_text is not null and regexp_matches(model_text, '_v[0-9]+$')"
     return f"""
 create or replace temp table parsed as
@@ -435,50 +488,59 @@ timed as (
 judged as (
     select *, case when is_blank then null else {_reason(cap)} end as reason
     from timed
-)
+),
+stored as (
+    select *, {error_type} as error_type, {error_text} as error_message,
+        {geo} ->> '$.country' as geo_country, {geo} ->> '$.region' as geo_region
+    from judged
+),
+{scrub.ctes("stored")}
 select
     object_key, line_number, is_blank, reason,
-    -- ids
-    coalesce({_text("event_id")}, sha256(txt)) as event_id,
-    {_text("request_id")} as request_id,
+    -- ids (one holding PII counts as absent: an event_id falls back to the content hash)
+    coalesce({scrub.id("event_id")}, sha256(txt)) as event_id,
+    {scrub.id("request_id")} as request_id,
+    -- names the operator chose, checked at the door: never scrubbed (a version such as
+    -- 1.4.0.2 reads as an IPv4 address)
     case when {_present("model_version")} or not ({has_version}) then model_text
          else regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) end as model,
     case when {_present("model_version")} then {_text("model_version")}
          when {has_version} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2)
          else 'unknown' end as model_version,
-    {_text("endpoint")} as endpoint,
-    {_text("client_id")} as client_id,
+    -- PII redacted: the dashboards group by these
+    {scrub.text("endpoint")} as endpoint,
+    {scrub.text("client_id")} as client_id,
+    -- replaced by its keyed hash before bronze (bronze.parse_lines)
     {_text("user_id")} as user_id,
     -- time
     event_ts,
     -- outcome
     case when {_present("status")} then {_text("status")}
          when {_present("error")} then 'error' else 'ok' end as status,
-    case when {_is_object(error)} then coalesce({error} ->> '$.type', 'unspecified')
-         when {_is_string(error)} and regexp_full_match({error} ->> '$', '[A-Za-z_]+')
-         then {error} ->> '$'
-         when {_is_string(error)} then 'unspecified' end as error_type,
-    {sql_scrub_text(error_text)} as error_message,
+    {scrub.text("error_type", "error_type")} as error_type,
+    {scrub.text("error_message", "error_message")} as error_message,
     try_cast({_f("retry_count")} as BIGINT) as retry_count,
     try_cast({_f("fallback")} as BOOLEAN) as fallback,
     -- numerics
     try_cast({_f("latency_ms")} as DOUBLE) as latency_ms,
     try_cast({_f("confidence")} as DOUBLE) as confidence,
-    case when {_is_string(_f("prediction"))} then {_text("prediction")}
+    case when {_is_string(_f("prediction"))} then {scrub.text("prediction")}
+         when {_is_container(_f("prediction"))}
+             then {scrub.json("prediction", _is_container)}
          else {_f("prediction")}::VARCHAR end as prediction,
     -- nested, PII-scrubbed
-    {_scrub_object(_f("input_features"))} as input_features,
-    {_f("geo")} ->> '$.country' as geo_country,
-    {_f("geo")} ->> '$.region' as geo_region,
-    {_scrub_object(_f("resources"))} as resources,
-    {_scrub_object(_f("model_metadata"))} as model_metadata,
+    {scrub.json("input_features")} as input_features,
+    {scrub.text("geo_country", "geo_country")} as geo_country,
+    {scrub.text("geo_region", "geo_region")} as geo_region,
+    {scrub.json("resources")} as resources,
+    {scrub.json("model_metadata")} as model_metadata,
     -- a JSON null is kept as written
-    case when {_present("usage")} then {_f("usage")}::JSON
+    case when {_present("usage")} then ({scrub.json("usage")})::JSON
          when list_contains(keys, 'usage') then 'null'::JSON end as usage,
     coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
-    {_extra()} as extra,
+    {_extra(scrub)} as extra,
     {_quarantined_line()}
-from judged
+from scrubbed
 """  # noqa: E501
 
 
@@ -487,6 +549,7 @@ def parse(
 ) -> None:
     """Create the temp table ``parsed`` from the relation ``source``."""
     con.execute("set TimeZone = 'UTC'")
+    register_functions(con)
     con.execute(parse_sql(source, max_line_bytes))
 
 
@@ -526,6 +589,10 @@ def parse_labels_sql(source: str = "lines", max_line_bytes: int | None = None) -
     """Ground-truth label lines → the temp table ``parsed`` (same line rules, quarantine
     reasons and PII scrubbing as the inference log; the columns of the label contract)."""
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    scrub = Scrubbed({
+        **{f: _f(f) for f in ("event_id", "request_id", "label", "source", "comment")},
+        "unknown_fields": "unknown_fields",
+    })  # fmt: skip
     return f"""
 create or replace temp table parsed as
 with {_line_ctes(source, cap, LABEL_FIELDS)},
@@ -537,26 +604,27 @@ timed as (
 judged as (
     select *, case when is_blank then null else {_label_reason(cap)} end as reason
     from timed
-)
+),
+{scrub.ctes("judged")}
 select
     object_key, line_number, is_blank, reason,
     false as is_merged,  -- no adapter folds label lines together
     -- the prediction it labels: by event_id, else by request_id
-    {_text("event_id")} as event_id,
-    {_text("request_id")} as request_id,
+    {scrub.id("event_id")} as event_id,
+    {scrub.id("request_id")} as request_id,
     {_text("model")} as model,
     {_text("model_version")} as model_version,
     -- the label, spelled as bronze spells a prediction (strings unquoted, others as written)
-    case when {_is_string(_f("label"))} then {_text("label")}
+    case when {_is_string(_f("label"))} then {scrub.text("label")}
          else {_f("label")}::VARCHAR end as label,
     labeled_at,
     -- free text, PII-scrubbed by pattern
-    {sql_scrub_text(_text("source"))} as label_source,
-    {sql_scrub_text(_text("comment"))} as comment,
+    {scrub.text("source")} as label_source,
+    {scrub.text("comment")} as comment,
     coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
-    {_extra()} as extra,
+    {_extra(scrub)} as extra,
     {_quarantined_line()}
-from judged
+from scrubbed
 """  # noqa: E501
 
 
@@ -565,4 +633,5 @@ def parse_labels(
 ) -> None:
     """Create the temp table ``parsed`` of label lines from the relation ``source``."""
     con.execute("set TimeZone = 'UTC'")
+    register_functions(con)
     con.execute(parse_labels_sql(source, max_line_bytes))
