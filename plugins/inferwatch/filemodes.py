@@ -52,6 +52,9 @@ def secure_tree(root: Path) -> None:
         return
     root.mkdir(parents=True, exist_ok=True)
     marker = root / MARKER
+    if root.resolve() in (Path("/"), Path.home().resolve()):
+        log.warning("%s is not a folder of its own: not made owner-only", root)
+        return
     try:
         if root.stat().st_mode & umask or not marker.exists():
             changed = _tighten(root, umask)

@@ -466,9 +466,8 @@ class CardinalityGuard:
 
     @property
     def features_reason(self) -> str:
-        return (
-            f"too many distinct feature names for one model in one run (over {self.max_features})"  # noqa: E501
-        )
+        over = f"(over {self.max_features})"
+        return f"too many distinct feature names for one model in one run {over}"
 
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         """Quarantine the accepted lines of ``parsed`` that go over a cap."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 BOM = b"\xef\xbb\xbf"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -154,6 +155,22 @@ def lines_table(decoded: list[Decoded], batch_bytes: int = BATCH_BYTES) -> pa.Ta
     keys = pa.array([d.key for d in decoded], type=pa.string())
     batches = [_batch(keys, pieces) for pieces in _batch_pieces(decoded, batch_bytes)]
     return pa.Table.from_batches(batches, schema=LINES_SCHEMA)
+
+
+def bounded_batches(table: pa.Table, batch_bytes: int = BATCH_BYTES) -> pa.Table:
+    """``table`` (with a binary ``line`` column) sliced, without copying, into record batches
+    within ``batch_bytes`` of lines and ``BATCH_ROWS`` rows (a longer line alone)."""
+    out = []
+    for batch in table.to_batches():
+        ends = np.cumsum(pc.binary_length(batch["line"]).fill_null(0).to_numpy())
+        start = 0
+        while start < batch.num_rows:
+            base = ends[start - 1] if start else 0
+            stop = int(np.searchsorted(ends, base + batch_bytes, side="right"))
+            stop = min(max(stop, start + 1), start + BATCH_ROWS, batch.num_rows)
+            out.append(batch.slice(start, stop - start))
+            start = stop
+    return pa.Table.from_batches(out, schema=table.schema)
 
 
 def _batch_pieces(

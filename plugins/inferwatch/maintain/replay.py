@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from inferwatch.adapters import ProducerMap
 from inferwatch.config import IngestLimits, Settings
 from inferwatch.ingest.bronze import EVENT_COLUMNS, CardinalityGuard, chunks, parse_lines
-from inferwatch.ingest.lines import decompress, lines_table
+from inferwatch.ingest.lines import bounded_batches, decompress, lines_table
 from inferwatch.ingest.manifest import (
     EVENTS_PREFIX,
     MANIFEST_PREFIX,
@@ -223,7 +223,8 @@ def _replay_chunk(
                 on everything.object_key::varchar = previous.object_key
                     and everything.line_number = previous.line_number
         """).to_arrow_table()
-        parse_lines(con, selected, keys, producers, user_hash_key, guard=guard)
+        # DuckDB's result comes in 2,048-row batches whatever the lines' length: bound them
+        parse_lines(con, bounded_batches(selected), keys, producers, user_hash_key, guard=guard)
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
         con.execute("""
