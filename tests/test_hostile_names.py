@@ -409,3 +409,28 @@ def test_a_delivery_that_fails_in_any_way_is_logged_as_failed(tmp_path):
     assert summary["failed"] == 1
     (row,) = _alert_rows(settings)
     assert row["status"] == "failed" and row["channels"] == ""
+
+
+# ---------------------------------------------------------------- evidence that quotes a value
+def test_validation_evidence_is_clipped_to_json_and_old_cut_records_still_publish(tmp_path):
+    """A long logged value (a 10 KB prediction) quoted in a result's evidence was cut at 4,000
+    characters mid-string; ``mart_data_quality.details`` is JSON, so ``publish_ops`` raised on
+    that run's record and on every later run (found by tests/test_hostile_input.py)."""
+    from inferwatch.publish import publish_ops, record_run
+    from inferwatch.validate.results import MAX_DETAILS, clip_json
+
+    value = {"partial_unexpected_list": ['"' + "x" * 9000, "y\n" * 3000]}
+    clipped = clip_json(value)
+    assert len(clipped) <= MAX_DETAILS
+    assert json.loads(clipped)["clipped_from_chars"] == len(json.dumps(value))
+
+    settings = settings_for(str(tmp_path / "lake"), tmp_path / "data")
+    row = {"run_id": "r1", "suite": "contract", "expectation": "e", "success": False}
+    cut = json.dumps(value)[:MAX_DETAILS]  # what main stored
+    record_run(settings, "r1", {"run_id": "r1", "validation": [{**row, "details": cut}]})
+    record_run(settings, "r2", {"run_id": "r2", "validation": [{**row, "run_id": "r2",
+                                                                 "details": clipped}]})  # fmt: skip
+    with duckdb.connect(str(publish_ops(settings)), read_only=True) as con:
+        details = dict(con.execute("select run_id, details from mart_data_quality").fetchall())
+    assert json.loads(details["r1"]) == cut  # kept, as a JSON string
+    assert json.loads(details["r2"])["clipped_from_chars"] == len(json.dumps(value))

@@ -203,7 +203,13 @@ def publish_ops(settings: Settings) -> Path:
             schema=pa.schema([(name, pa.string()) for name in names]),
         )
         con.register("validation_results", results)
-        con.execute("insert into mart_data_quality by name select * from validation_results")
+        # Run records written before details were clipped as JSON may hold cut JSON: kept as
+        # a JSON string rather than failing every later publish.
+        con.execute(
+            "insert into mart_data_quality by name select * replace (case when "
+            "json_valid(details) then details else to_json(details) end as details) "
+            "from validation_results"
+        )
         con.unregister("validation_results")
         _copy_alert_log(con, settings.data_dir / "alerts" / "log")
 

@@ -8,7 +8,6 @@ so the file is not left locked for the publish step.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +30,9 @@ from inferwatch.config import EXPECTATIONS_DIR
 from inferwatch.validate import gate_state
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.results import (
-    MAX_DETAILS,
     ValidationOutcome,
     acknowledgement_row,
-    clip,
+    clip_json,
     missing_table_row,
     outcome_of,
     rows_of,
@@ -188,7 +186,7 @@ def _sample_failed_rows(
             except duckdb.Error as error:  # the check itself broke; GX already said how
                 log.debug("no sample for %s: %s", batch.name, error)
                 continue
-            row["details"] = clip(json.dumps(sample, default=str), MAX_DETAILS)
+            row["details"] = clip_json(sample)
 
 
 def validate(

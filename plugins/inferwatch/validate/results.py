@@ -137,7 +137,7 @@ def acknowledgement_row(suite: str, ack: Mapping[str, Any], run_id: str, validat
         "threshold": clip(
             f"acknowledged by {ack['actor']} at {ack['acknowledged_at']}: {ack['reason']}"
         ),
-        "details": clip(json.dumps(ack, default=str), MAX_DETAILS),
+        "details": clip_json(ack),
         "validated_at": validated_at,
     }  # fmt: skip
 
@@ -221,7 +221,22 @@ def details_json(expectation_type: str, result: Any) -> str | None:
     details = (result.result or {}).get("details") or {}
     if not details:
         return None
-    return clip(json.dumps(details, default=str), MAX_DETAILS)
+    return clip_json(details)
+
+
+def clip_json(value: Any, limit: int = MAX_DETAILS) -> str:
+    """``value`` as JSON of at most about ``limit`` characters that is still JSON: evidence
+    can quote a whole logged value (a long prediction), and text cut mid-string would make
+    ``mart_data_quality.details`` (a JSON column) refuse the row and ``publish_ops`` fail."""
+    text = json.dumps(value, default=str)
+    if len(text) <= limit:
+        return text
+    preview = text[: limit // 2]
+    while True:  # escaping can lengthen the preview: shorten it until the whole fits
+        clipped = json.dumps({"clipped_from_chars": len(text), "preview": preview})
+        if len(clipped) <= limit or not preview:
+            return clipped
+        preview = preview[: len(preview) // 2]
 
 
 def clip(text: str, limit: int = _MAX_TEXT) -> str:
