@@ -192,3 +192,18 @@ def test_the_lake_connection_is_a_user_limited_to_the_lake_bucket(compose):
         assert all(a.startswith("s3:") and "*" not in a for a in statement["Action"])
         resources.update(statement["Resource"])
     assert resources == {"arn:aws:s3:::lake", "arn:aws:s3:::lake/*"}
+
+
+def test_superset_can_read_the_state_the_pipeline_writes_and_no_one_else_can(compose):
+    """The pipeline's state is owner-only by default (inferwatch.filemodes); Superset runs as
+    another user, so the pipeline's services share it with their group and Superset joins it."""
+    from inferwatch.filemodes import state_umask
+
+    services = compose["services"]
+    airflow = [n for n in services if n.startswith("airflow-") and n != "airflow-init"]
+    superset = [n for n in services if n.startswith("superset")]
+    for name in airflow:
+        umask = state_umask({"INFERWATCH_UMASK": services[name]["environment"]["INFERWATCH_UMASK"]})
+        assert umask & 0o040 == 0 and umask & 0o007 == 0o007, name  # group reads, others never
+    for name in superset:
+        assert "0" in [str(g) for g in services[name].get("group_add", [])], name
