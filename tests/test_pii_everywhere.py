@@ -18,7 +18,9 @@ import pytest
 from inferwatch.adapters import ProducerMap
 from inferwatch.ingest import pii
 from inferwatch.ingest.bronze import ingest
+from inferwatch.ingest.lines import decompress, lines_table
 from inferwatch.ingest.manifest import discover
+from inferwatch.ingest.parse import parse
 from inferwatch.lake import Lake
 
 EMAIL, PHONE, IP, CARD = "alice@example.com", "+1 415 555 0100", "10.1.2.3", "4111 1111 1111 1111"
@@ -302,3 +304,15 @@ def test_labels_scrub_ids_and_label_text(tmp_path):
 def test_scrub_json_is_bounded_in_depth():
     deep = '{"a":' * 5000 + '"x@y.io"' + "}" * 5000
     assert pii.scrub_json(deep) == "{}"
+
+
+def test_objects_stay_json_typed_for_the_marts():
+    """The marts cast input_features to MAP(VARCHAR, JSON): a VARCHAR column fails that cast."""
+    con = duckdb.connect()
+    line = json.dumps({"timestamp": 1, "model": "m", "input_features": {"email": EMAIL, "a": 1}})
+    con.register("lines", lines_table([decompress("raw/x.jsonl", line.encode() + b"\n")]))
+    parse(con)
+    types = {c[0]: str(c[1]) for c in con.execute("select * from parsed").description}
+    for column in ("input_features", "resources", "model_metadata", "usage", "extra"):
+        assert types[column] == "JSON", column
+    assert con.execute("select input_features::MAP(VARCHAR, JSON) from parsed").fetchone()

@@ -178,13 +178,13 @@ scrubbed as (
         end"""
 
     def json(self, name: str, test=None) -> str:
-        """A JSON value (as text) that passes ``test`` (default: an object), PII removed at
-        any depth, keys included; NULL when it fails ``test``."""
+        """A JSON value (JSON, as bronze stores it) that passes ``test`` (default: an object),
+        PII removed at any depth, keys included; NULL when it fails ``test``."""
         expr = self.inputs[name]
         test = test or _is_object
         return f"""case
         when {expr} is null or not {test(expr)} then null
-        else coalesce({self.clean(name)}, {expr}::VARCHAR) end"""
+        else coalesce(({self.clean(name)})::JSON, {expr}) end"""
 
 
 def _json_struct(fields: list[str]) -> str:
@@ -199,7 +199,7 @@ def _has_duplicate_keys(keys: str) -> str:
 
 
 def _suspect(expr: str) -> str:
-    """Does the object's text look like it may hold PII (then it is scrubbed entry by entry)?"""
+    """Does the object's text look like it may hold PII (the test ``Scrubbed`` runs per line)?"""
     return f"regexp_matches({expr}::VARCHAR, {sql_literal(PII_ANY_PATTERN)})"
 
 
@@ -526,7 +526,7 @@ select
     try_cast({_f("confidence")} as DOUBLE) as confidence,
     case when {_is_string(_f("prediction"))} then {scrub.text("prediction")}
          when {_is_container(_f("prediction"))}
-             then {scrub.json("prediction", _is_container)}
+             then ({scrub.json("prediction", _is_container)})::VARCHAR
          else {_f("prediction")}::VARCHAR end as prediction,
     -- nested, PII-scrubbed
     {scrub.json("input_features")} as input_features,
@@ -535,7 +535,7 @@ select
     {scrub.json("resources")} as resources,
     {scrub.json("model_metadata")} as model_metadata,
     -- a JSON null is kept as written
-    case when {_present("usage")} then ({scrub.json("usage")})::JSON
+    case when {_present("usage")} then {scrub.json("usage")}
          when list_contains(keys, 'usage') then 'null'::JSON end as usage,
     coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
     {_extra(scrub)} as extra,
