@@ -30,6 +30,7 @@ import duckdb
 
 from inferwatch.ingest.lines import decompress, lines_table
 from inferwatch.ingest.parse import parse_sql
+from inferwatch.ingest.pii import register_functions
 from inferwatch.lake import Lake, is_raw_log
 
 
@@ -136,6 +137,7 @@ def main() -> None:
             ).fetchall(),
             args.repeat,
         )
+        register_functions(con)  # the scrubber of suspect fields, as parse() does
         sql = parse_sql()
         out["parse_s"] = timed(lambda: con.execute(sql), args.repeat)
         print(f"floor (read, parse, aggregate):   {out['floor_s']:7.2f}s")
