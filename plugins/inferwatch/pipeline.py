@@ -371,7 +371,13 @@ def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict
         if summary["files"]:
             new_build(settings)
             build(settings, lake, select="stg_lake__anomaly_scores+")  # the anomaly marts
-    return {"files": summary["files"]}
+    # What the scorer had to leave out (names refused at the door before an older bronze was
+    # checked, inputs it cannot load) is part of the step's result, not only of its log.
+    return {
+        "files": summary["files"],
+        "skipped_names": summary.get("skipped_names", 0),
+        "skipped_records": summary.get("skipped_records", 0),
+    }
 
 
 def alert(settings: Settings, run_id: str) -> dict:
