@@ -178,9 +178,7 @@ REFUSED_NAMES = {"feature_key_phone"}
 def _stored(landed, key: str, line_number: int) -> dict:
     """The line's stored row: its event, or its quarantine row when the door refused it."""
     table = "quarantine" if list(CASES)[line_number - 1] in REFUSED_NAMES else "events"
-    (row,) = [
-        r for r in landed[table] if (r["object_key"], r["line_number"]) == (key, line_number)
-    ]
+    (row,) = [r for r in landed[table] if (r["object_key"], r["line_number"]) == (key, line_number)]
     return row
 
 
