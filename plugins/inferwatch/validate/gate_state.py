@@ -167,7 +167,7 @@ def acknowledge(
 
 def record_in_audit_log(settings, ack: Acknowledgement) -> None:
     """One row in the audit log (``mart_audit_log``), through the ledger's own append."""
-    from inferwatch.audit import collect, ledger
+    from inferwatch.audit import collect
 
     event = {
         "source": "inferwatch_cli",
@@ -179,9 +179,8 @@ def record_in_audit_log(settings, ack: Acknowledgement) -> None:
         "object_id": ack.object_key,
         "details": json.dumps({"reason": ack.reason, "lines_quarantined": ack.lines_quarantined}),
     }
-    # The collector's lock: its appends and ours never interleave.
-    with collect._ledger_lock(settings), ledger.connect(collect.ledger_path(settings)) as con:
-        ledger.append(con, [event], {})
+    # Under the collector's lock, keyed, anchored in the lake, and published to audit.duckdb.
+    collect.record(settings, [event])
 
 
 def _quarantined_lines(warehouse_path: Path, object_key: str, config: dict[str, str]) -> int:
