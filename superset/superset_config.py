@@ -120,6 +120,9 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_CONFINING = threading.Lock()
+
+
 @event.listens_for(Engine, "connect")
 def _confine_duckdb(dbapi_connection, _connection_record) -> None:
     """Run on every new DBAPI connection of every engine (metadata DB included): DuckDB ones
@@ -130,15 +133,18 @@ def _confine_duckdb(dbapi_connection, _connection_record) -> None:
         return
     con = dbapi_connection
     # The same file opened twice in this process shares one DuckDB instance (and its global
-    # settings): a second connection finds it already confined and locked.
-    if not con.execute("select current_setting('lock_configuration')").fetchone()[0]:
-        (path,) = con.execute(
-            "select path from duckdb_databases() where database_name = current_database()"
-        ).fetchone()
-        dirs = ", ".join(_sql_literal(d) for d in _duckdb_read_dirs(path))
-        con.execute(f"set allowed_directories = [{dirs}]")
-        con.execute("set enable_external_access = false")
-        con.execute("set lock_configuration = true")
+    # settings): a second connection finds it already confined and locked. Charts load in
+    # parallel threads, so the check and the three settings happen under one lock: two
+    # threads that both saw it unlocked made the second fail on a locked configuration.
+    with _CONFINING:
+        if not con.execute("select current_setting('lock_configuration')").fetchone()[0]:
+            (path,) = con.execute(
+                "select path from duckdb_databases() where database_name = current_database()"
+            ).fetchone()
+            dirs = ", ".join(_sql_literal(d) for d in _duckdb_read_dirs(path))
+            con.execute(f"set allowed_directories = [{dirs}]")
+            con.execute("set enable_external_access = false")
+            con.execute("set lock_configuration = true")
     if con.execute("select current_setting('enable_external_access')").fetchone()[0]:
         con.close()
         raise RuntimeError("a DuckDB instance was locked with external access on: refused")
