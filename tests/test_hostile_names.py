@@ -57,6 +57,8 @@ BAD_NAMES = [
     ({"model": "churn", "endpoint": "/v1/pre dict"}, "endpoint"),
     ({"model": "churn", "endpoint": "/v1/x\r\nX-Injected: 1"}, "endpoint"),
     ({"model": "churn", "endpoint": "'; drop table x; --"}, "endpoint"),
+    ({"model": "churn", "client_id": "acme\nX-Injected: 1"}, "client_id"),
+    ({"model": "churn", "client_id": "a" * 257}, "client_id"),
     ({"model": "churn", "input_features": {"age": 3, "../x": 1}}, "input_features key"),
     ({"model": "churn", "input_features": {"a\nb": 1}}, "input_features key"),
     ({"model": "churn", "input_features": {"": 1}}, "input_features key"),
@@ -81,6 +83,8 @@ def test_producers_names_pass_the_door():
         {"model": "llama3.1:8b", "model_version": "1.4.0+cu121"},
         {"model": "claude-3-5-sonnet@20240620", "endpoint": "projects/p/endpoints/123"},
         {"model": "iris", "input_features": {"sepal length (cm)": 5.1, "num:tenure": 2}},
+        {"model": "m", "client_id": "Acme, Inc. (EU) 客户"}, {"model": "m", "client_id": ""},
+        {"model": "m", "client_id": 42},
     ]  # fmt: skip
     rows = _parsed(*(_line(**fields) for fields in good))
     assert [row["reason"] for row in rows] == [None] * len(good)

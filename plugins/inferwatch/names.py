@@ -28,11 +28,17 @@ ENDPOINT_PATTERN = r"[A-Za-z0-9_./:@+-]{1,256}"
 #: own data sets): spaces allowed inside (not at the ends).
 FEATURE_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:+() -]{0,126}[A-Za-z0-9_.:+()-]|[A-Za-z0-9_]"
 
+#: ``acme-corp``, ``tenant 42``, ``Acme, Inc.``: any printable text up to 256 characters. A
+#: client id is a chart label and an alert's text, never a path: only control characters (a
+#: newline that splits a label or a header) and runaway lengths are refused.
+CLIENT_ID_PATTERN = r"[^\x00-\x1f\x7f]{0,256}"
+
 PATTERNS = {
     "model": MODEL_PATTERN,
     "model_version": MODEL_VERSION_PATTERN,
     "endpoint": ENDPOINT_PATTERN,
     "feature": FEATURE_PATTERN,
+    "client_id": CLIENT_ID_PATTERN,
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in PATTERNS.items()}
 

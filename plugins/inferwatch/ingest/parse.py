@@ -364,7 +364,7 @@ def _invalid(kind: str, text: str) -> str:
 
 
 def _name_checks() -> list[tuple[str, str]]:
-    """Model, version, endpoint and feature names against the patterns of
+    """Model, version, endpoint, client and feature names against the patterns of
     :mod:`inferwatch.names`: they become lake folders, Data Docs keys, e-mail subjects and chart
     labels. The model and version are checked as stored, after a ``_v<digits>`` suffix of the
     model is split off as the version (the same split as the ``model`` column)."""
@@ -383,6 +383,7 @@ def _name_checks() -> list[tuple[str, str]]:
          f"{_invalid('model_version', _text('model_version'))}"
          f" or {_invalid('model_version', split_version)}"),
         (f"invalid name: endpoint {NAME_RULES}", _invalid("endpoint", _text("endpoint"))),
+        (f"invalid name: client_id {NAME_RULES}", _invalid("client_id", _text("client_id"))),
         (f"invalid name: input_features key {NAME_RULES}", bad_feature),
     ]  # fmt: skip
 
