@@ -238,7 +238,8 @@ class Bench:
         )
         truncated = (self.results["simulate"]["truncated_object"] or {}).get("key")
         # DuckDB's read_json fails the whole query on a cut gzip stream, even with ignore_errors:
-        # the floor and the pandas job leave that one object out (a slightly smaller job than InferWatch's).
+        # the floor and the pandas job leave that one object out (a slightly smaller job than
+        # InferWatch's).
         self.readable = [
             p
             for p in raw_files(self.day_lake)

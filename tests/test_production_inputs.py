@@ -182,7 +182,7 @@ def test_each_rejected_line_is_listed_with_its_reason(lake_and_settings):
     assert [(k.removeprefix(P), n, r, no_text) for k, n, r, no_text in rows] == [
         ("allbad.jsonl", 1, "not a JSON object", False),
         ("allbad.jsonl", 2, "not a JSON object", False),
-        # an over-long line keeps only its hash (DESIGN.md: scrubbing it cannot be trusted)
+        # an over-long line keeps only its hash (README, Governance: scrubbing it cannot be trusted)
         ("long.jsonl", 2, f"line too long (over {CAP} bytes)", True),
         ("long.jsonl", 5, f"line too long (over {CAP} bytes)", True),
         ("utf8.jsonl", 2, "line is not valid UTF-8", False),

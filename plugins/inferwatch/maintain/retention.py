@@ -5,7 +5,7 @@ The policy (days; unset keeps forever, the default for all three):
 - ``INFERWATCH_RETENTION_BRONZE_DAYS``: bronze events whose UTC event day is older.
 - ``INFERWATCH_RETENTION_QUARANTINE_DAYS``: quarantine rows of a month that ended longer ago.
 - ``INFERWATCH_RETENTION_RAW_DAYS``: raw objects ingested longer ago, only when
-  ``INFERWATCH_RETENTION_RAW_ENABLED=true`` too. DESIGN.md says InferWatch never changes
+  ``INFERWATCH_RETENTION_RAW_ENABLED=true`` too. The lake layout says InferWatch never changes
   raw/: raw is the producers' record and the only source a quarantine replay can re-read, so
   deleting it is an explicit opt-in, and even then only for objects that are in the manifest in
   the version listed now (fully ingested) and have no line in quarantine. Each deletion is
