@@ -53,7 +53,7 @@ line_ends = st.sampled_from([b"\n", b"\r\n"])
 
 
 def python_lines(text: bytes) -> list[bytes]:
-    """The lines as the log contract counts them: a final empty piece after a newline is not a line."""
+    """The lines as the log contract counts them: a final empty piece after a newline is no line."""
     pieces = text.split(b"\n")
     if pieces[-1] == b"":
         pieces.pop()

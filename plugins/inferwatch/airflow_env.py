@@ -26,7 +26,7 @@ def airflow_environment(settings: Settings, home: Path | None = None, port: int 
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
         # The plugins folder holds only an .airflowignore that hides the inferwatch package
-        # from Airflow's plugin walk (STACK_NOTES); the package is imported as installed.
+        # from Airflow's plugin walk; the package is imported as installed.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",

@@ -1,6 +1,6 @@
 """Lake access: one URL names the lake root; local folders and s3:// go through fsspec.
 
-The lake layout (DESIGN.md): ``raw/`` (producers write, never changed here), ``reference/``,
+The lake layout (README): ``raw/`` (producers write, never changed here), ``reference/``,
 ``registry/``, ``quarantine/``, ``bronze/``.
 """
 

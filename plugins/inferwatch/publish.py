@@ -1,6 +1,6 @@
-"""Publish the warehouse to the files Superset reads, atomically (DESIGN.md: publishing).
+"""Publish the warehouse to the files Superset reads, atomically (README: publishing).
 
-A DuckDB file has one writer or many readers, never both (STACK_NOTES), so nothing is written
+A DuckDB file has one writer or many readers, never both, so nothing is written
 in place: each published file is built under a temporary name, checkpointed, closed and then
 ``os.replace``-d over the served one. Readers answer from the old file until the swap and from
 the new one right after.
@@ -32,7 +32,7 @@ OPS_TABLES = (
     "mart_ingestion", "mart_ingestion_by_model", "fct_quarantine", "mart_label_ingestion",
     "fct_label_quarantine",
 )  # fmt: skip
-#: One row per expectation per run (DESIGN.md: mart_data_quality), as the validation step
+#: One row per expectation per run (README: mart_data_quality), as the validation step
 #: returns them; ``model``/``model_version`` are null for checks of a whole table, ``details``
 #: holds example failing rows or both histograms of a KL check, as JSON.
 DATA_QUALITY_COLUMNS = (

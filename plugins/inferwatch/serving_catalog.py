@@ -1,5 +1,5 @@
 """The serving tables as immutable Parquet partitions, and the small catalog of views over them
-that readers open (DESIGN.md: publishing costs what changed, not the whole history).
+that readers open (README: publishing costs what changed, not the whole history).
 
 Each serving table is cut into partitions: one per day of its day column (``DAY_COLUMNS``), or
 one for the whole table when it has none. A partition is fingerprinted in the warehouse itself

@@ -125,7 +125,7 @@ def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str)
         try:
             result = dbtRunner().invoke(args)
         finally:
-            # dbt-duckdb keeps the file open after an in-process run (STACK_NOTES).
+            # dbt-duckdb keeps the file open after an in-process run.
             DuckDBConnectionManager.close_all_connections()
     if result.exception is not None:
         raise TransformError(f"dbt {command} crashed: {result.exception}") from result.exception

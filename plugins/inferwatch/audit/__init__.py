@@ -1,4 +1,4 @@
-"""The audit trail (DESIGN.md: governance): who opened, ran, triggered or changed what.
+"""The audit trail (README: governance): who opened, ran, triggered or changed what.
 
 ``mart_audit_log`` is an append-only, hash-chained table kept by the pipeline's ``audit`` task
 (never rebuilt by dbt: a chain is sequential). Sources, each read incrementally from its own

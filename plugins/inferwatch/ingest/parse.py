@@ -441,7 +441,7 @@ def _timestamp_sql(ts: str) -> str:
     return f"""case
             when {_is_string(ts)}
                 then try_cast({ts} ->> '$' as TIMESTAMPTZ) at time zone 'UTC'
-            -- epoch seconds and milliseconds told apart by size (DESIGN.md)
+            -- epoch seconds and milliseconds told apart by size (README)
             when {_is_number(ts)} and abs(try_cast({ts} as DOUBLE)) >= 1e11
                 then try(to_timestamp(try_cast({ts} as DOUBLE) / 1000)) at time zone 'UTC'
             when {_is_number(ts)}
@@ -451,7 +451,7 @@ def _timestamp_sql(ts: str) -> str:
 
 def _quarantined_line() -> str:
     """The raw_line and raw_sha256 columns of both contracts: a rejected line keeps only
-    scrubbed text (DESIGN.md: governance), an over-long one only its hash (scrubbing megabytes
+    scrubbed text (README: governance), an over-long one only its hash (scrubbing megabytes
     per line cannot be trusted to be cheap or complete)."""
     return f"""case when reason is not null and not too_long
          then {sql_scrub_line("coalesce(txt, '')")} end as raw_line,

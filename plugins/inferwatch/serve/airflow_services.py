@@ -1,7 +1,7 @@
 """Start and stop the demo's Airflow components, each bound to 127.0.0.1, tracked by pid file.
 
 `airflow standalone` would start log servers on 0.0.0.0 with no setting to change it
-(STACK_NOTES), so the components are started one by one.
+(ports 8793/8794), so the components are started one by one.
 """
 
 from __future__ import annotations

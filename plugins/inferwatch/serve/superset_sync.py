@@ -17,7 +17,7 @@ import overwrites only the dashboard, not its charts or dataset), in dependency 
 re-sync updates everything in place: objects are matched by UUID, never duplicated.
 
 Then the report schedules (superset/reports/*.yaml, see
-:mod:`inferwatch.serve.superset_reports`) and the access model (DESIGN.md: governance), also
+:mod:`inferwatch.serve.superset_reports`) and the access model (README: governance), also
 idempotent: roles ``Analyst`` (every
 dashboard, Explore, SQL Lab on the serving database only) and ``Stakeholder`` (view dashboards
 only: no SQL Lab, no dataset or database API), each dashboard opened to both roles through
