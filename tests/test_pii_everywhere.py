@@ -170,7 +170,7 @@ def _text(row: dict) -> str:
     return " ".join(str(value) for value in row.values())
 
 
-#: Cases whose planted value also breaks the feature-name rule (README, "The log contract"):
+#: Cases whose planted value also breaks the feature-name rule (docs/contract.md, "Name rules"):
 #: the line is quarantined at the door, and its kept raw text must be scrubbed all the same.
 REFUSED_NAMES = {"feature_key_phone"}
 

@@ -4,7 +4,7 @@ A model name, a version, an endpoint or a feature name arrives in a log line wri
 someone else, and later becomes a lake path (``reference/<model>/<version>/``), a Data Docs
 key, an alert's e-mail subject, a SQL value and a chart label. Checking them once, at the
 door (the parser quarantines a line whose names do not match), is what lets every later step
-use them as they are. README.md ("The log contract") documents the patterns for producers.
+use them as they are. docs/contract.md ("Name rules") documents the patterns for producers.
 
 Every pattern is written in the subset that Python's ``re`` and DuckDB's RE2 read alike, so
 the parser (SQL) and the Python steps apply the very same rule.

@@ -51,7 +51,7 @@ MAX_NESTING_LIMIT = 512
 #: Keys one object may have (the line, input_features and the other contract objects): each
 #: feature becomes a row per event in the marts. ``INFERWATCH_MAX_KEYS`` overrides it.
 DEFAULT_MAX_KEYS = 1000
-#: Where a name rule is explained (README.md, "The log contract").
+#: Where a name rule is explained (docs/contract.md, "Name rules").
 NAME_RULES = "(see the log contract's name rules)"
 
 
