@@ -7,13 +7,19 @@ Reads files only (no pipeline, no fixtures): well under a second.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+import jsonschema
 import pytest
+
+from inferwatch.ingest.bronze import parse_lines
+from inferwatch.ingest.lines import BOM, decompress, lines_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT_DOC = ROOT / "docs" / "contract.md"
@@ -162,6 +168,47 @@ def test_the_check_sees_an_undocumented_field_and_a_wrong_row(schema, documented
         "shadow_score: in the schema, not in docs/contract.md",
         "usage.cached_tokens: in the schema, not in docs/contract.md",
     ]
+
+
+# ---------------------------------------------------------------- the documented examples
+def _example_lines() -> list[str]:
+    """The log lines the pages show (JSON blocks holding a ``timestamp``)."""
+    lines = []
+    for page in ("contract.md", "lake.md"):
+        for block in re.findall(r"^```json\n(.*?)^```", (ROOT / "docs" / page).read_text(),
+                                re.M | re.S):  # fmt: skip
+            lines += [line for line in block.splitlines() if '"timestamp"' in line]
+    return lines
+
+
+def _parsed(data: bytes) -> list[dict]:
+    with duckdb.connect() as con:
+        decoded = decompress("raw/example.jsonl", data)
+        parse_lines(con, lines_table([decoded]), [decoded.key], None, b"k" * 32)
+        rows = con.sql("select * from parsed order by line_number")
+        return [dict(zip(rows.columns, row, strict=True)) for row in rows.fetchall()]
+
+
+def test_the_documented_example_lines_are_valid_and_read_as_documented(schema):
+    """The pages' example lines pass the schema and the reader; the defaults they state hold:
+    the `_v<digits>` split, status ok, and an absent event_id is the SHA-256 of the line
+    without its line end (LF or CRLF) and without the object's byte-order mark."""
+    lines = _example_lines()
+    assert len(lines) >= 3
+    validator = jsonschema.Draft202012Validator(schema)
+    for line in lines:
+        assert list(validator.iter_errors(json.loads(line))) == [], line
+    # a BOM before the first line, CRLF after it, LF after the others
+    data = BOM + lines[0].encode() + b"\r\n" + "\n".join(lines[1:]).encode() + b"\n"
+    rows = _parsed(data)
+    assert [row["reason"] for row in rows] == [None] * len(lines)
+    article = rows[0]
+    assert (article["model"], article["model_version"], article["status"]) == (
+        "customer_churn", "v2", "ok"
+    )  # fmt: skip
+    for line, row in zip(lines, rows, strict=True):
+        written = json.loads(line).get("event_id")
+        assert row["event_id"] == (written or hashlib.sha256(line.encode()).hexdigest())
 
 
 # ---------------------------------------------------------------- links and outside documents
