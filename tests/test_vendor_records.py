@@ -14,11 +14,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from test_adapters import land, lines
 
 from inferwatch.adapters import ProducerMap
 from inferwatch.adapters.apply import prepare_lines
 from inferwatch.ingest.lines import decompress, lines_table
+from test_adapters import land, lines
 
 SAMPLES = Path(__file__).resolve().parents[1] / "plugins/inferwatch/adapters/samples"
 PRODUCERS = {
@@ -153,7 +153,9 @@ def test_sagemaker_json_instances_base64_with_charset_and_json_lines(landed, rew
     # application/jsonlines: one instance and one prediction a line
     inp, out = records[2]["captureData"].values()
     batch = rewritten[(key, 3)]["line"]["batch"]
-    assert [e["input_features"] for e in batch] == [json.loads(r) for r in inp["data"].split("\n") if r]
+    assert [e["input_features"] for e in batch] == [
+        json.loads(r) for r in inp["data"].split("\n") if r
+    ]
     assert [e["confidence"] for e in batch] == [
         json.loads(r)["score"] for r in out["data"].split("\n") if r
     ]
@@ -263,9 +265,10 @@ def test_openai_streams_count_once_with_the_last_chunks_usage(landed):
 
 def test_records_without_an_id_in_one_second_stay_apart_and_replays_still_match(tmp_path):
     def completion(answer: str) -> dict:  # a gateway's log: no id, one-second time
+        choice = {"index": 0, "message": {"content": answer}, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
         return {"object": "chat.completion", "created": 1716216720, "model": "gpt-4o-mini",
-                "choices": [{"index": 0, "message": {"content": answer}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}  # fmt: skip
+                "choices": [choice], "usage": usage}  # fmt: skip
 
     first, second = completion("Yes."), completion("No.")
     landed, _ = land(tmp_path, {
@@ -281,11 +284,20 @@ def test_records_without_an_id_in_one_second_stay_apart_and_replays_still_match(
 def test_vendor_records_that_cannot_be_mapped_get_the_adapters_reason(tmp_path):
     batch_error = sample("openai_batch_output")[1]
     delta = sample("openai_stream")[5]
+    nameless = [{k: v for k, v in c.items() if k != "model"} for c in sample("openai_stream")[:4]]
     landed, _ = land(tmp_path, {
         "raw/llm/failed_output.jsonl": lines(batch_error),
         "raw/llm/cut_stream.jsonl": lines(delta),
+        "raw/llm/nameless_stream.jsonl": lines(*nameless),
     }, PRODUCERS)  # fmt: skip
-    reasons = {r["object_key"]: r["reason"] for r in landed.rows("quarantine")}
+    quarantined = landed.rows("quarantine")
+    # every chunk of a stream whose event is refused is quarantined with the event's reason
+    assert [
+        (r["line_number"], r["reason"]) for r in quarantined if "nameless" in r["object_key"]
+    ] == [(n, "openai_usage: no model and none configured") for n in range(1, 5)]
+    reasons = {
+        r["object_key"]: r["reason"] for r in quarantined if "nameless" not in r["object_key"]
+    }
     assert reasons == {
         "raw/llm/failed_output.jsonl": "openai_usage: batch output line with no time of its own"
         " and no successful line in its file to take it from",
