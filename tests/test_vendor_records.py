@@ -26,6 +26,7 @@ PRODUCERS = {
     "raw/kserve/": "kserve",
     "raw/seldon/": "seldon",
     "raw/llm/": "openai_usage",
+    "raw/vertex/": "vertex_ai",
 }
 DEEP = "raw/sagemaker/some/deep/prefix/fraud-ep/AllTraffic/2025/05/20/14/"
 KEYS = {
@@ -35,6 +36,7 @@ KEYS = {
     "raw/seldon/income/2022/03/14/09/logger.jsonl": "seldon_requestid",
     "raw/llm/batch/batch_6701a2b3_output.jsonl": "openai_batch_output",
     "raw/llm/stream/2024/05/20/stream.jsonl": "openai_stream",
+    "raw/vertex/export-000000000001.json": "vertex_ai_batch",
 }
 
 
@@ -261,6 +263,25 @@ def test_openai_streams_count_once_with_the_last_chunks_usage(landed):
     )  # fmt: skip
     assert (responses["model"], responses["model_version"]) == ("gpt-4.1", "2025-04-14")
     assert responses["prediction"] == "completed" and responses["event_id"] == completed["id"]
+
+
+def test_vertex_ai_payloads_of_several_instances_are_one_batch_line(rewritten):
+    old, new = sample("vertex_ai_batch")
+    key = key_of("vertex_ai_batch")
+    line = rewritten[(key, 1)]["line"]
+    assert [e["input_features"] for e in line["batch"]] == [
+        json.loads(p) for p in old["request_payload"]
+    ]
+    assert [(e["prediction"], e["confidence"]) for e in line["batch"]] == [
+        (json.loads(p)["predicted_label"], json.loads(p)["confidence"])
+        for p in old["response_payload"]
+    ]
+    line = rewritten[(key, 2)]["line"]
+    assert [e["input_features"] for e in line["batch"]] == new["full_request"]["instances"]
+    assert [e["prediction"] for e in line["batch"]] == [
+        p["predicted_label"] for p in new["full_response"]["predictions"]
+    ]
+    assert (line["model"], line["producer"]["batch_size"]) == ("customer_churn", 3)
 
 
 def test_records_without_an_id_in_one_second_stay_apart_and_replays_still_match(tmp_path):
