@@ -97,6 +97,9 @@ def test_no_sample_line_is_quarantined_and_every_line_is_accounted_for(landed):
 def test_sagemaker_endpoint_and_variant_are_the_two_folders_before_the_date(landed):
     route = ProducerMap.from_mapping(PRODUCERS).route(DEEP + "capture-csv.jsonl")
     assert route.path_names(DEEP + "capture-csv.jsonl") == ("fraud-ep", "AllTraffic")
+    # a route whose prefix already holds the endpoint and variant reads them all the same
+    narrow = ProducerMap.from_mapping({DEEP[: -len("2025/05/20/14/")]: "sagemaker_capture"})
+    assert narrow.route(DEEP + "c.jsonl").path_names(DEEP + "c.jsonl") == ("fraud-ep", "AllTraffic")
     events = landed[0].events(DEEP)
     assert len(events) == 7
     assert {(e["model"], e["model_version"], e["endpoint"]) for e in events} == {
