@@ -189,14 +189,18 @@ def batch(features_list: str, predictions_list: str) -> str:
     instance i's features with prediction i (and its confidence when derivable); fields that
     are unknown are left out of the element. NULL for one instance or none: such a record keeps
     the top-level ``input_features``/``prediction``/``confidence`` (docs/producers.md)."""
-    pred = f"({predictions_list})[i]"
+    # zipped, not indexed: an index into a list inside the lambda costs a copy per access
+    pairs = (
+        f"list_zip({features_list},"
+        f" coalesce(list_slice({predictions_list}, 1, len({features_list})), []::JSON[]))"
+    )
     element = (
-        f"json_merge_patch(case when ({features_list})[i] is null then '{{}}'::JSON"
-        f" else json_object('input_features', ({features_list})[i]) end,"
-        f" json_object('prediction', {prediction(pred)}, 'confidence', {confidence(pred)}))"
+        "json_merge_patch(case when e[1] is null then '{}'::JSON"
+        " else json_object('input_features', e[1]) end,"
+        f" json_object('prediction', {prediction('e[2]')}, 'confidence', {confidence('e[2]')}))"
     )
     return f"""case when len({features_list}) > 1
-        then to_json(list_transform(range(1, len({features_list}) + 1), i -> {element})) end"""
+        then to_json(list_transform({pairs}, e -> {element})) end"""
 
 
 def batch_features(instances_list: str, names: str = "[]::VARCHAR[]") -> str:
