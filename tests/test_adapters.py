@@ -10,8 +10,10 @@ import duckdb
 import pytest
 
 from inferwatch.adapters import ProducerMap
+from inferwatch.adapters.apply import prepare_lines
 from inferwatch.config import Settings
 from inferwatch.ingest.bronze import ingest
+from inferwatch.ingest.lines import decompress, lines_table
 from inferwatch.ingest.manifest import discover
 from inferwatch.lake import Lake
 
@@ -32,6 +34,19 @@ SAMPLE_KEYS = {
     "raw/llm/2024/05/20/usage.jsonl": "openai_usage",
     "raw/vertex/export-000.jsonl": "vertex_ai",
 }
+
+
+SAMPLE_KEYS_BY_NAME = {name: key for key, name in SAMPLE_KEYS.items()}
+
+
+def rewrite(objects: dict[str, Path], producers=PRODUCERS) -> dict[tuple[str, int], dict | None]:
+    """The contract lines the adapters write for these objects, before the parser."""
+    decoded = [decompress(key, path.read_bytes()) for key, path in objects.items()]
+    con = duckdb.connect()
+    con.register("raw_lines", lines_table(decoded))
+    prepare_lines(con, list(objects), ProducerMap.from_mapping(producers))
+    rows = con.execute("select object_key, line_number, decode(line) from lines").fetchall()
+    return {(key, n): json.loads(text) if text.strip() else None for key, n, text in rows}
 
 
 class Landed:
@@ -119,10 +134,15 @@ def test_sagemaker_capture_sample(samples):
     assert csv["prediction"] == "1"
     assert json.loads(js["input_features"]) == {"glucose": 85, "bmi": 26.6, "plan": "basic"}
     assert (js["prediction"], js["confidence"], js["request_id"]) == ("healthy", 0.91, "req-7")
-    # BASE64: "1,85,66,29\n8,183,64,0" (two rows: the first is the event's) and {"predictions": [0]}
-    assert json.loads(b64["input_features"]) == {"f0": 1, "f1": 85, "f2": 66, "f3": 29}
-    assert b64["prediction"] == "0"
-    assert json.loads(b64["extra"])["producer"]["batch_size"] == 2
+    # BASE64: "1,85,66,29\n8,183,64,0" and {"predictions": [0, 1]}: two rows, two instances,
+    # one line with a batch of two (its loading is the parser's)
+    line = rewrite({SAMPLE_KEYS_BY_NAME["sagemaker_capture"]: SAMPLES / "sagemaker_capture.jsonl"})
+    (b64_line,) = [v for (_, n), v in line.items() if n == b64["line_number"]]
+    assert b64_line["batch"] == [
+        {"input_features": {"f0": 1, "f1": 85, "f2": 66, "f3": 29}, "prediction": 0},
+        {"input_features": {"f0": 8, "f1": 183, "f2": 64, "f3": 0}, "prediction": 1},
+    ]
+    assert "input_features" not in b64_line and b64_line["producer"]["batch_size"] == 2
 
 
 def test_kserve_sample_joins_request_and_response(samples):
@@ -142,9 +162,16 @@ def test_kserve_sample_joins_request_and_response(samples):
     canary = by_id["5b1f6a7e-0c3d-4e59-8a21-3f4d2c9b8e11"]
     assert canary["endpoint"] == "canary"
     assert canary["latency_ms"] == pytest.approx(42.0)  # 27.542 - 27.500
-    assert canary["prediction"] == "0"  # first of a batch of two
     producer = json.loads(canary["extra"])["producer"]
     assert producer["batch_size"] == 2 and producer["namespace"] == "default"
+    # two instances: one line with a batch of two, instance i with prediction i
+    line = rewrite({SAMPLE_KEYS_BY_NAME["kserve"]: SAMPLES / "kserve.jsonl"})[
+        (SAMPLE_KEYS_BY_NAME["kserve"], canary["line_number"])
+    ]
+    assert line["batch"] == [
+        {"input_features": {"f0": 5.1, "f1": 3.5, "f2": 1.4, "f3": 0.2}, "prediction": 0},
+        {"input_features": {"f0": 6.2, "f1": 3.4, "f2": 5.4, "f3": 2.3}, "prediction": 2},
+    ]
 
 
 def test_seldon_sample(samples):

@@ -75,7 +75,7 @@ def prepare_lines(
             src.object_key, src.line_number,
             case when mapped.merged_into is not null and mapped.adapter_reason is null then ''::BLOB
                  when mapped.out_line is not null and mapped.adapter_reason is null
-                     then encode(mapped.out_line)
+                     then encode({_with_own_event_id("mapped.out_line", "src.txt")})
                  else src.line end as line,
             case when src.rec is not null and mapped.out_line is null
                       and mapped.merged_into is null
@@ -94,6 +94,17 @@ def prepare_lines(
     return True
 
 
+def _with_own_event_id(out_line: str, original: str) -> str:
+    """A record that names no event id is known by the hash of its own raw text, not of the
+    rewritten line: a rewrite keeps only some fields, so two distinct records (two answers in
+    the same second) could otherwise share one line, one id and be de-duplicated into one
+    inference. The same record shipped twice keeps one id and still counts once."""
+    return f"""case when json_extract({out_line}, '$.event_id') is null
+        or json_type({out_line}, '$.event_id') = 'NULL'
+        then json_merge_patch({out_line}, json_object('event_id', sha256({original})))::VARCHAR
+        else {out_line} end"""
+
+
 def _records(adapter: str) -> str:
     return (
         f"(select * from adapter_source where adapter = {sql_literal(adapter)} and rec is not null)"
@@ -105,7 +116,14 @@ def settle(con: duckdb.DuckDBPyConnection, adapted: bool, *, target: str = "line
     con.execute("alter table parsed add column is_merged boolean default false")
     if not adapted:
         return
-    # A merged request shares the fate of the event it was folded into.
+    con.execute(f"""
+        update parsed set is_blank = false, reason = l.adapter_reason
+        from {target} as l
+        where l.adapter_reason is not null
+          and parsed.object_key = l.object_key and parsed.line_number = l.line_number
+    """)
+    # A merged record (a request, a stream's earlier chunks) shares the fate of the event it
+    # was folded into, whether the adapter or the parser rejected that event.
     con.execute(f"""
         create or replace temp table merged_fate as
         select l.object_key, l.line_number, carrier.reason
@@ -118,12 +136,6 @@ def settle(con: duckdb.DuckDBPyConnection, adapted: bool, *, target: str = "line
         update parsed set is_blank = false, is_merged = m.reason is null, reason = m.reason
         from merged_fate as m
         where parsed.object_key = m.object_key and parsed.line_number = m.line_number
-    """)
-    con.execute(f"""
-        update parsed set is_blank = false, reason = l.adapter_reason
-        from {target} as l
-        where l.adapter_reason is not null
-          and parsed.object_key = l.object_key and parsed.line_number = l.line_number
     """)
     original = "coalesce(l.original_txt, '')"
     con.execute(f"""

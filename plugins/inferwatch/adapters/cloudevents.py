@@ -1,8 +1,10 @@
 """Inference-logger CloudEvents (structured JSON) → contract v1: shared by KServe and Seldon.
 
-The logger writes a request event and a response event per inference, sharing ``id``
-(``ce-id``). Within one raw object they are joined into one contract event, written at the
-response's line; the request's line is counted as merged (``lines_merged``). The event's
+The logger writes a request event and a response event per inference, sharing an attribute
+(KServe: ``id``; Seldon: ``requestid``, the two events having ids of their own). Within one raw
+object they are joined into one contract event, written at the response's line; the request's
+line is counted as merged (``lines_merged``). A request of several instances becomes one line
+with a ``batch`` array. The event's
 ``timestamp`` is the request's ``time``, ``latency_ms`` is response ``time`` − request ``time``.
 
 A record without its partner in the same object still becomes an event (``event_id`` = the
@@ -18,8 +20,12 @@ from inferwatch.adapters.base import Adapter
 
 
 def attr(name: str) -> str:
-    """A CloudEvents attribute in structured form (``name``), or kept as a header (``ce-name``)."""
-    return f"""coalesce({sql.text("rec", "$." + name)}, {sql.text("rec", f'$."ce-{name}"')})"""
+    """A CloudEvents attribute in structured form (``name``), or kept as a header (``ce-name``,
+    or Go's canonical ``Ce-Name``). Older loggers (spec 0.2) send header values quoted
+    (``"iris"``): the quotes are not part of the value."""
+    forms = (name, f"ce-{name}", f"Ce-{name.capitalize()}")
+    found = ", ".join(sql.text("rec", f'$."{form}"') for form in forms)
+    return f"nullif(trim(coalesce({found}), '\"'), '')"
 
 
 def _data() -> str:
@@ -38,15 +44,19 @@ class CloudEventsAdapter(Adapter):
     model_attributes: tuple[str, ...] = ("inferenceservicename",)
     #: Attributes kept under ``producer`` (an unknown field of the contract, stored as JSON).
     kept_attributes: tuple[str, ...] = ("namespace", "component", "source")
+    #: The attributes a request and its response share, first present wins; the event is known
+    #: by it (``event_id``), so both halves of a pair split across two objects count once.
+    join_attributes: tuple[str, ...] = ("id",)
 
     def select(self, records: str) -> str:
         model = ", ".join(attr(a) for a in self.model_attributes)
         kept = ", ".join(f"'{a}', {attr(a)}" for a in self.kept_attributes)
+        join = ", ".join(attr(a) for a in self.join_attributes)
         return f"""
 with base as (
     select
         object_key, line_number, rec,
-        {attr("id")} as ce_id,
+        coalesce({join}) as ce_id,
         {attr("type")} as ce_type,
         {attr("time")} as ce_time,
         {sql.epoch_us(attr("time"))} as time_us,
@@ -63,7 +73,7 @@ with base as (
 judged as (
     select *,
         case
-            when ce_id is null then {self.reason("no id (ce-id)")}
+            when {attr("id")} is null then {self.reason("no id (ce-id)")}
             when ce_type is null then {self.reason("no type (ce-type)")}
             when kind is null then {self.reason("type is neither a request nor a response: ")}
                 || ce_type
@@ -108,18 +118,28 @@ pairs as (
 events as (
     select *,
         {sql.raw_prediction("response_payload")} as raw_pred,
+        {
+            sql.batch_features(
+                sql.instances("request_payload"), sql.seldon_names("request_payload")
+            )
+        } as instance_features,
+        {sql.predictions("response_payload")} as instance_predictions,
         case when {sql.jtype("response_payload", "$.error")} = 'VARCHAR'
              then json_object('type', 'model_error', 'message', response_payload ->> '$.error')
         end as error,
         case when latency_ms < 0
              then {self.reason("response time is before request time")} end as pair_reason
     from pairs
+),
+batched as (
+    select *, {sql.batch("instance_features", "instance_predictions")} as batch from events
 )
 select object_key, line_number, adapter_reason, null as out_line, null::BIGINT as merged_into
 from judged where adapter_reason is not null
 union all
 select object_key, line_number,
-       {self.reason("duplicate record for its id and type: ")} || ce_id, null, null
+       {self.reason(f"duplicate record for its {self.join_attributes[0]} and type: ")} || ce_id,
+       null, null
 from ranked where nth > 1
 union all
 select object_key, request_line, pair_reason, null, case when pair_reason is null
@@ -127,8 +147,9 @@ select object_key, request_line, pair_reason, null, case when pair_reason is nul
 from events where request_line is not null and response_line is not null
 union all
 select
-    object_key, coalesce(response_line, request_line) as line_number, pair_reason,
-    case when pair_reason is null then json_object(
+    object_key, line_number, pair_reason,
+    case when pair_reason is null then {sql.with_batch("line", "batch")}::VARCHAR end, null
+from (select *, coalesce(response_line, request_line) as line_number, json_object(
         'schema_version', 1,
         'timestamp', event_time,
         'model', model_name,
@@ -145,7 +166,5 @@ select
             'format', '{self.name}',
             'batch_size', {sql.batch_size("request_payload")},
             'unmatched', unmatched))
-    )::VARCHAR end,
-    null
-from events
+    ) as line from batched)
 """

@@ -35,6 +35,7 @@ ADAPTERS: dict[str, Adapter] = {
 OPTIONS = ("model", "model_version", "endpoint")
 
 _DATE_PART = re.compile(r"^[0-9]{4}$")
+_MONTH_PART = re.compile(r"^[0-9]{2}$")
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,23 @@ class Route:
     endpoint: str | None = None
 
     def path_names(self, key: str) -> tuple[str | None, str | None]:
-        """The first two folders under the prefix, before any ``yyyy/`` partition.
+        """The two folders right before the ``yyyy/mm/…`` partition, wherever it sits.
 
-        For SageMaker's capture layout ``<prefix>/<endpoint>/<variant>/yyyy/mm/dd/hh/file``
-        these are the endpoint and variant names.
+        SageMaker writes ``<any prefix, any depth>/<endpoint>/<variant>/yyyy/mm/dd/hh/file``:
+        these are the endpoint and variant names, however deep the prefix the team chose (the
+        lake's ``raw/`` root is never one of them). A key without a date partition gives the
+        first two folders under the route's prefix.
         """
-        folders = key[len(self.prefix) :].split("/")[:-1]
-        names: list[str] = []
-        for folder in folders:
-            if _DATE_PART.match(folder) or len(names) == 2:
-                break
-            if folder:
-                names.append(folder)
-        names += [None] * (2 - len(names))
-        return names[0], names[1]
+        folders = key.split("/")[1:-1]
+        for i in range(len(folders) - 1, -1, -1):
+            if _DATE_PART.match(folders[i]) and _MONTH_PART.match(
+                folders[i + 1] if i + 1 < len(folders) else ""
+            ):
+                before = [f for f in folders[:i] if f]
+                return (before[-2], before[-1]) if len(before) >= 2 else (None, None)
+        under = [f for f in key[len(self.prefix) :].split("/")[:-1] if f][:2]
+        under += [None] * (2 - len(under))
+        return under[0], under[1]
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,71 @@ def confidence(pred: str) -> str:
     )
     score = f"coalesce({scores})"
     return f"case when {jtype(pred)} = 'OBJECT' and {score} between 0 and 1 then {score} end"
+
+
+def instances(payload: str) -> str:
+    """A request payload's instances as a list of JSON, one per instance: KServe/TF-serving v1
+    ``instances`` rows, SeldonMessage ``data.ndarray`` rows, a bare array of rows. NULL for
+    other shapes (one instance: :func:`features` reads it)."""
+    return f"""case
+        when {jtype(payload, "$.instances[0]")} in ('ARRAY', 'OBJECT')
+            then json_extract({payload}, '$.instances[*]')
+        when {jtype(payload, "$.data.ndarray[0]")} = 'ARRAY'
+            then json_extract({payload}, '$.data.ndarray[*]')
+        when {jtype(payload, "$[0]")} in ('ARRAY', 'OBJECT') then json_extract({payload}, '$[*]')
+        end"""
+
+
+def predictions(payload: str) -> str:
+    """A response payload's predictions as a list of JSON, one per instance (NULL when it is not
+    a list: :func:`raw_prediction` reads a single one)."""
+    return f"""case
+        when {jtype(payload)} = 'ARRAY' then json_extract({payload}, '$[*]')
+        when {jtype(payload, "$.predictions")} = 'ARRAY'
+            then json_extract({payload}, '$.predictions[*]')
+        when {jtype(payload, "$.data.ndarray")} = 'ARRAY'
+            then json_extract({payload}, '$.data.ndarray[*]')
+        when {jtype(payload, "$.outputs[0].data")} = 'ARRAY'
+            then json_extract({payload}, '$.outputs[0].data[*]')
+        end"""
+
+
+def seldon_names(payload: str) -> str:
+    """SeldonMessage ``data.names`` (feature names of ndarray/tensor rows), else an empty list."""
+    return f"coalesce(json_extract_string({payload}, '$.data.names[*]'), [])"
+
+
+def batch(features_list: str, predictions_list: str) -> str:
+    """The contract's ``batch`` array when a record holds more than one instance: element i is
+    instance i's features with prediction i (and its confidence when derivable); fields that
+    are unknown are left out of the element. NULL for one instance or none: such a record keeps
+    the top-level ``input_features``/``prediction``/``confidence`` (docs/producers.md)."""
+    # zipped, not indexed: an index into a list inside the lambda costs a copy per access
+    pairs = (
+        f"list_zip({features_list},"
+        f" coalesce(list_slice({predictions_list}, 1, len({features_list})), []::JSON[]))"
+    )
+    element = (
+        "json_merge_patch(case when e[1] is null then '{}'::JSON"
+        " else json_object('input_features', e[1]) end,"
+        f" json_object('prediction', {prediction('e[2]')}, 'confidence', {confidence('e[2]')}))"
+    )
+    return f"""case when len({features_list}) > 1
+        then to_json(list_transform({pairs}, e -> {element})) end"""
+
+
+def batch_features(instances_list: str, names: str = "[]::VARCHAR[]") -> str:
+    """Each instance of a list → its features object."""
+    return f"list_transform({instances_list}, x -> {instance_to_features('x', names)})"
+
+
+def with_batch(line: str, batch_expr: str) -> str:
+    """A contract line with the ``batch`` array added when there is one; such a line must not
+    carry the top-level input_features, prediction and confidence (a null in a merge patch
+    removes the key)."""
+    patch = (
+        f"json_object('batch', {batch_expr}, 'input_features', null, 'prediction', null,"
+        f" 'confidence', null)"
+    )
+    return f"""case when {batch_expr} is null then {line}
+        else json_merge_patch({line}, {patch}) end"""

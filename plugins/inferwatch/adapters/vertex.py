@@ -1,9 +1,10 @@
 """Vertex AI request-response logging (the BigQuery table exported as JSON lines) → contract v1.
 
-``request_payload`` and ``response_payload`` are arrays of JSON strings, one per instance: the
-first instance gives the input features and the first response the prediction (``batch_size``
-is kept). Newer schema versions add ``model``, ``model_version``, ``full_request`` and
-``full_response``, used when present. There is no latency.
+``request_payload`` and ``response_payload`` are arrays of JSON strings, one per instance: one
+instance gives the input features and the prediction, several give one line with a ``batch``
+array (instance i with response i; ``batch_size`` is kept). Newer schema versions add
+``model``, ``model_version``, ``full_request`` and ``full_response``, used when present. There
+is no latency.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ def _json_field(path: str) -> str:
     """A JSON-typed column exported as an object, or as a string holding JSON."""
     return f"""case when {sql.jtype("rec", path)} = 'VARCHAR'
         then {sql.parse_json_text(f"(rec ->> '{path}')")} else {sql.value("rec", path)} end"""
+
+
+def _payloads(column: str) -> str:
+    """``request_payload`` / ``response_payload``: JSON strings, one per instance → JSON list."""
+    return f"list_transform(json_extract_string(rec, '$.{column}[*]'), p -> try_cast(p as JSON))"
 
 
 class VertexAI(Adapter):
@@ -49,8 +55,18 @@ with base as (
              else {sql.raw_prediction(_json_field("$.full_response"))} end as raw_pred,
         case when {sql.jtype("rec", "$.request_payload")} = 'ARRAY'
              then json_array_length(rec, '$.request_payload')
-             else {sql.batch_size(_json_field("$.full_request"))} end as batch_size
+             else {sql.batch_size(_json_field("$.full_request"))} end as batch_size,
+        case when {sql.jtype("rec", "$.request_payload")} = 'ARRAY'
+             then {sql.batch_features(_payloads("request_payload"))}
+             else {sql.batch_features(sql.instances(_json_field("$.full_request")))}
+             end as instance_features,
+        case when {sql.jtype("rec", "$.response_payload")} = 'ARRAY'
+             then {_payloads("response_payload")}
+             else {sql.predictions(_json_field("$.full_response"))} end as instance_predictions
     from {records}
+),
+batched as (
+    select *, {sql.batch("instance_features", "instance_predictions")} as batch from base
 ),
 judged as (
     select *,
@@ -59,11 +75,14 @@ judged as (
             when model_name is null
                 then {self.reason("no model or deployed_model_id and none configured")}
         end as adapter_reason
-    from base
+    from batched
 )
 select
     object_key, line_number, adapter_reason,
-    case when adapter_reason is null then json_object(
+    case when adapter_reason is null then {sql.with_batch("line", "batch")}::VARCHAR
+    end as out_line,
+    null::BIGINT as merged_into
+from (select *, json_object(
         'schema_version', 1,
         'timestamp', coalesce({sql.utc_time("logging_time")}, logging_time),
         'model', model_name,
@@ -80,7 +99,5 @@ select
             'deployed_model_id', {sql.text("rec", "$.deployed_model_id")},
             'model', {sql.text("rec", "$.model")},
             'batch_size', batch_size)
-    )::VARCHAR end as out_line,
-    null::BIGINT as merged_into
-from judged
+    ) as line from judged)
 """
