@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 
 import boto3
 import pyarrow as pa
@@ -179,6 +180,24 @@ def test_superset_at_a_closed_port_is_an_error(lake, tmp_path):
     assert code == 1
     assert [line.split(" (", 1)[0] for line in lines] == [
         f"error   INFERWATCH_SUPERSET_URL: Superset does not answer at {url}/health"
+    ]
+
+
+def test_a_stopped_local_superset_only_warns(lake, tmp_path):
+    """A data dir that has a Superset (`inferwatch superset start` made its home) but none set
+    on purpose: not answering is a warning; the generated admin password alone is no sign."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8088)) == 0:
+            pytest.skip("something listens on Superset's default port 8088 here")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secrets.env").write_text("SUPERSET_ADMIN_PASSWORD=generated\n")
+    assert check(lake, data) == (0, [])
+    (data / "superset").mkdir()
+    code, lines = check(lake, data)
+    assert code == 0
+    assert [line.split(" (", 1)[0] for line in lines] == [
+        "warning INFERWATCH_SUPERSET_URL: Superset does not answer at http://127.0.0.1:8088/health"
     ]
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from inferwatch.config import Settings, read_secrets
+from inferwatch.config import Settings
 
 ERROR = "error"
 WARNING = "warning"
@@ -229,7 +229,9 @@ def registry_entry_issues(key: str, entry: object) -> list[str]:
     from inferwatch.names import is_valid
 
     if not isinstance(entry, dict):
-        return [f"a JSON {type(entry).__name__}, not an object: the entry is ignored"]
+        return [
+            f"a JSON {type(entry).__name__}, not an object: the version's lineage is left empty"
+        ]
     _, path_model, path_version = key[: -len(".json")].split("/", 2)
     issues = []
     model = entry.get("model") or path_model
@@ -318,14 +320,14 @@ def _csv_header(lake, path: str) -> list[str]:
 
 
 # ---------------------------------------------------------------- servers
-def superset_configured(settings: Settings, env: dict[str, str]) -> bool:
-    """The pipeline refreshes Superset when it has an admin password; a URL set on purpose
-    counts too."""
-    return bool(
-        env.get("INFERWATCH_SUPERSET_URL")
-        or env.get("SUPERSET_ADMIN_PASSWORD")
-        or read_secrets(settings.secrets_path).get("SUPERSET_ADMIN_PASSWORD")
-    )
+def superset_configured(settings: Settings, env: dict[str, str]) -> str | None:
+    """How Superset is configured: ``explicit`` (INFERWATCH_SUPERSET_URL or
+    SUPERSET_ADMIN_PASSWORD set), ``implicit`` (this data dir has a local Superset, made by
+    `inferwatch superset start`) or None. The generated secrets file always holds an admin
+    password, so it is no sign of a Superset."""
+    if env.get("INFERWATCH_SUPERSET_URL") or env.get("SUPERSET_ADMIN_PASSWORD"):
+        return "explicit"
+    return "implicit" if (settings.data_dir / "superset").is_dir() else None
 
 
 def check_superset(settings: Settings, severity: str = ERROR) -> list[Problem]:
@@ -347,9 +349,10 @@ def check_superset(settings: Settings, severity: str = ERROR) -> list[Problem]:
     return []
 
 
-def smtp_configured(settings: Settings, env: dict[str, str]) -> bool:
+def smtp_configured(settings: Settings, env: dict[str, str]) -> str | None:
     """E-mail is sent when alert or report recipients are set; a host set on purpose counts."""
-    return bool(settings.alert_emails or settings.report_emails or env.get("INFERWATCH_SMTP_HOST"))
+    wanted = settings.alert_emails or settings.report_emails or env.get("INFERWATCH_SMTP_HOST")
+    return "explicit" if wanted else None
 
 
 def check_smtp(settings: Settings, severity: str = ERROR) -> list[Problem]:
@@ -376,9 +379,10 @@ def check_smtp(settings: Settings, severity: str = ERROR) -> list[Problem]:
 def run_checks(
     settings: Settings, env: dict[str, str] | None = None, *, servers_required: bool = True
 ) -> list[Problem]:
-    """Every check, errors first. ``servers_required=False`` (the pipeline's first task)
-    reports Superset and SMTP as warnings: a run goes on without them (the refresh is skipped,
-    alerts are retried by the next run)."""
+    """Every check, errors first. A server configured on purpose that does not answer is an
+    error; ``servers_required=False`` (the pipeline's first task) reports it as a warning: a
+    run goes on without it (the refresh is skipped, alerts are retried by the next run). So
+    is a local Superset that is not running."""
     env = dict(os.environ if env is None else env)
     problems = check_data_dir(settings) + check_producers(settings)
     connection_problems, options = check_lake_connection(settings)
@@ -388,14 +392,15 @@ def run_checks(
         problems += lake_problems
         if not any(p.severity == ERROR for p in lake_problems):
             problems += _lake_documents(settings, options)
-    severity = ERROR if servers_required else WARNING
     servers: Iterable[tuple[Callable, Callable]] = (
         (superset_configured, check_superset),
         (smtp_configured, check_smtp),
     )
     for configured, check in servers:
-        if configured(settings, env):
-            problems += check(settings, severity)
+        how = configured(settings, env)
+        if how:
+            required = servers_required and how == "explicit"
+            problems += check(settings, ERROR if required else WARNING)
     return sorted(problems, key=lambda p: p.severity != ERROR)
 
 
