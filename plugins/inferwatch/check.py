@@ -22,7 +22,7 @@ from inferwatch.config import Settings
 ERROR = "error"
 WARNING = "warning"
 #: How long a server (S3 aside: inferwatch.lake bounds its client) may take to answer a check.
-TIMEOUT_S = 5.0
+TIMEOUT_S = float(os.environ.get("INFERWATCH_CHECK_TIMEOUT_S") or 5.0)
 #: Bytes of a CSV reference read to check its header (the rest is dbt's business).
 CSV_HEAD_BYTES = 64 << 10
 REFERENCE_FORMATS = ("parquet", "csv")
