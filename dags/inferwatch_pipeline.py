@@ -9,6 +9,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from inferwatch import pipeline
 from inferwatch.alerts.airflow_notifier import RETRAINING_SIGNAL, PipelineRunNotifier
+from inferwatch.check import ConfigError
 from inferwatch.orchestrate import current_lake, current_settings
 
 DOC = """
@@ -18,6 +19,7 @@ interval only labels the run), then rebuilds the marts of every day the new even
 
 | task | does | safe to clear? |
 |---|---|---|
+| `check_config` | `inferwatch check`: the lake, its connection, the data dir, producers, registry and reference files; an error fails the run at once (no retry), one line per setting to fix | yes |
 | `discover` | lists `raw/` and compares with the manifest (key, size, etag/mtime) | yes |
 | `ingest` | parses, validates and scrubs PII into bronze Parquet; bad lines to `quarantine/` | yes: a chunk only counts once its manifest file lands |
 | `transform` | `dbt build` (incremental: days touched by newly ingested events) | yes |
@@ -60,6 +62,17 @@ losing over 10% of its lines in the run, or over half the run quarantined).
     tags=["inferwatch"],
 )
 def inferwatch_pipeline():
+    @task(
+        retries=0,  # a retry would find the same configuration: fail at once
+        doc_md="Check the configuration (`inferwatch check`; README: Checking the "
+        "configuration). Each error names the setting to fix; Superset and SMTP only warn.",
+    )
+    def check_config() -> list[str]:
+        try:
+            return pipeline.check_config(current_settings())
+        except (ConfigError, ValueError) as error:  # ValueError: a setting that does not parse
+            raise AirflowFailException(str(error)) from error
+
     @task(doc_md="List raw objects that are new or rewritten since the manifest last saw them.")
     def discover() -> list[dict]:
         settings = current_settings()
@@ -124,11 +137,16 @@ def inferwatch_pipeline():
     def audit() -> dict:
         return pipeline.audit(current_settings())
 
-    report = ingest(discover())
+    # A setup task: when it fails, the audit teardown does not run either (it would anchor its
+    # heads in a lake folder that is not there, or retry a missing connection).
+    checked = check_config().as_setup()
+    objects = discover()
+    checked >> objects
+    report = ingest(objects)
     validation = validate(score_anomalies(transform(report), report))
     published = publish(validation, report)
     # A teardown: runs whatever the tasks before it did, and does not decide the run's state.
-    refresh_superset(published) >> audit().as_teardown()
+    refresh_superset(published) >> audit().as_teardown(setups=checked)
     alerted = alert()
     published >> alerted
     signal_retraining(alerted)

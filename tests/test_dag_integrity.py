@@ -20,9 +20,12 @@ def test_every_dag_imports_without_errors():
     dag = bag.get_dag("inferwatch_pipeline")
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert [t.task_id for t in dag.topological_sort()] == [
-        "discover", "ingest", "transform", "score_anomalies", "validate", "publish",
-        "refresh_superset", "audit", "alert", "signal_retraining",
+        "check_config", "discover", "ingest", "transform", "score_anomalies", "validate",
+        "publish", "refresh_superset", "audit", "alert", "signal_retraining",
     ]  # fmt: skip
+    # A configuration error fails the run at once: no retry, and no audit teardown after it.
+    check = dag.get_task("check_config")
+    assert check.retries == 0 and check.is_setup and "audit" in check.downstream_task_ids
     assert all(task.doc_md for task in dag.tasks)
     trigger = bag.get_dag("retraining_trigger")
     assert trigger is not None and all(task.doc_md for task in trigger.tasks)

@@ -106,6 +106,46 @@ def run(lake, data_dir):
 @main.command()
 @lake_option
 @data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+def check(lake, data_dir, as_json):
+    """Check the configuration; exit 1 on any error, one line per problem.
+
+    The lake URL opens and its root (and raw/) can be listed; an s3:// lake's Airflow
+    connection is defined and its bucket answers; the data dir is writable;
+    INFERWATCH_PRODUCERS parses; every registry/ and reference/ file in the lake parses; and
+    Superset and SMTP answer when configured. Each line names the setting (or lake file) to
+    fix. Nothing is written to the lake. Every pipeline run starts with the same checks (task
+    check_config), where Superset and SMTP only warn. README: Checking the configuration.
+    """
+    from inferwatch import airflow_env
+    from inferwatch.check import errors, is_s3, run_checks
+
+    overrides = {"INFERWATCH_LAKE_URL": lake, "INFERWATCH_DATA_DIR": data_dir}
+    try:
+        settings = Settings.from_env({**os.environ, **{k: v for k, v in overrides.items() if v}})
+    except ValueError as error:  # e.g. INFERWATCH_THRESHOLDS that is not JSON
+        click.echo(f"error   INFERWATCH_*: a setting does not parse: {error}")
+        sys.exit(1)
+    if is_s3(settings.lake_url):
+        # The connection is looked up where `inferwatch run` looks it up (its Airflow home,
+        # unless AIRFLOW_* variables say otherwise).
+        for key, value in airflow_env.airflow_environment(settings).items():
+            os.environ.setdefault(key, value)
+    problems = run_checks(settings)
+    if as_json:
+        click.echo(json.dumps([problem.as_dict() for problem in problems], indent=1))
+    else:
+        for problem in problems:
+            click.echo(problem.line())
+        bad = len(errors(problems))
+        click.echo(f"{bad} error(s), {len(problems) - bad} warning(s): lake {settings.lake_url}, "
+                   f"data dir {settings.data_dir}")  # fmt: skip
+    sys.exit(1 if errors(problems) else 0)
+
+
+@main.command()
+@lake_option
+@data_dir_option
 def rebuild(lake, data_dir):
     """Rebuild every mart from bronze (dbt --full-refresh), e.g. after changing a model.
 

@@ -20,15 +20,31 @@ def lake_storage_options(settings: Settings) -> dict:
     """
     if not settings.lake_url.startswith(("s3://", "s3a://")):
         return {}
-    from airflow.sdk import BaseHook
-
-    conn = BaseHook.get_connection(settings.lake_conn_id)
+    conn = lake_connection(settings.lake_conn_id)
     extra = conn.extra_dejson or {}
     client_kwargs = {k: extra[k] for k in ("endpoint_url", "region_name") if extra.get(k)}
     options: dict = {"client_kwargs": client_kwargs}
     if conn.login:
         options.update(key=conn.login, secret=conn.password)
     return options
+
+
+def lake_connection(conn_id: str):
+    """Airflow connection ``conn_id`` as a task sees it (environment, secrets backends,
+    metadata DB). Outside a task (`inferwatch check`, `rebuild`, …) Airflow's task SDK reads
+    only the environment and secrets backends, so the metadata DB, where `airflow connections
+    add` puts it, is read through Airflow core."""
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as not_found:  # noqa: BLE001 - "not found" has several types
+        try:
+            from airflow.models.connection import Connection
+
+            return Connection.get_connection_from_secrets(conn_id)
+        except Exception:  # noqa: BLE001 - no metadata DB here (a worker): the first answer
+            raise not_found from None
 
 
 #: Airflow connection whose password is the HMAC key for user ids (when the environment gives

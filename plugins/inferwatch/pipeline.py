@@ -174,6 +174,20 @@ def warehouse_fingerprint(settings: Settings) -> str | None:
 
 
 # ---------------------------------------------------------------- steps
+def check_config(settings: Settings) -> list[str]:
+    """The configuration checks (inferwatch.check) before anything is read or written.
+
+    Warnings are logged and returned; errors raise ConfigError, one line per problem naming
+    the setting to fix. Superset and SMTP only warn here: a run goes on without them.
+    """
+    from inferwatch.check import ConfigError, errors, run_checks
+
+    problems = run_checks(settings, servers_required=False)
+    for problem in problems:
+        log.warning("configuration: %s", problem.line())
+    if errors(problems):
+        raise ConfigError(problems)
+    return [problem.line() for problem in problems]
 
 
 def discover(lake: Lake) -> list[dict]:
