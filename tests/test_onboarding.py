@@ -536,3 +536,43 @@ def test_data_quality_ingestion_and_coverage_warnings(onboarded):
     uuids = [i["meta"]["uuid"] for i in dashboard["position"].values()
              if isinstance(i, dict) and i.get("type") == "CHART"]  # fmt: skip
     assert chart["uuid"] in uuids
+
+
+# ---------------------------------------------------------------- refusals, with their reason
+@pytest.mark.parametrize(
+    ("frame", "options", "reason"),
+    [
+        (pd.DataFrame({"x": pd.Series([], dtype=float)}), [], "no rows"),
+        (pd.DataFrame({"x": [1.0]}), ["--features", "x,y"], "no column 'y'"),
+        (pd.DataFrame({"../x": [1.0]}), [], "feature-key rule"),
+        (pd.DataFrame({"model": ["a"]}), [], "reserved"),
+        (pd.DataFrame({"when": pd.to_datetime(["2025-05-01"])}), [], "numeric, categorical"),
+        (pd.DataFrame({"x": [1.0], "empty": [None]}).astype({"empty": float}), [], "no value"),
+    ],
+)
+def test_reference_refuses_what_the_pipeline_would_misread(tmp_path, frame, options, reason):
+    sample = tmp_path / "sample.parquet"
+    frame.to_parquet(sample)
+    env = {"INFERWATCH_LAKE_URL": str(tmp_path / "lake"), "INFERWATCH_DATA_DIR": str(tmp_path)}
+    code, text = inferwatch("model", "reference", MODEL, "v1", "--from", str(sample), *options,
+                            env=env)  # fmt: skip
+    assert code == 1 and reason in text, text
+    assert not (tmp_path / "lake" / "reference").exists()
+
+
+def test_register_refuses_bad_names_and_times_and_replaces_only_with_force(tmp_path):
+    env = {"INFERWATCH_LAKE_URL": str(tmp_path / "lake"), "INFERWATCH_DATA_DIR": str(tmp_path)}
+    base = ["--git-commit", "abc", "--training-data-hash", "h", "--deployed-at"]
+    code, text = inferwatch("model", "register", "eu/churn", "v1", *base, "2025-05-01", env=env)
+    assert code == 1 and "invalid model name" in text
+    code, text = inferwatch("model", "register", MODEL, "v1", *base, "yesterday", env=env)
+    assert code == 1 and "ISO 8601" in text
+    code, text = inferwatch("model", "register", MODEL, "v1", *base, "2025-05-01T14:00+02:00",
+                            "--metric", "accuracy=high", env=env)  # fmt: skip
+    assert code == 1 and "number" in text
+    assert inferwatch("model", "register", MODEL, "v1", *base, "2025-05-01T14:00+02:00",
+                      env=env)[0] == 0  # fmt: skip
+    path = tmp_path / "lake" / "registry" / MODEL / "v1.json"
+    assert json.loads(path.read_text())["deployed_at"] == "2025-05-01T12:00:00Z"
+    code, _ = inferwatch("model", "register", MODEL, "v1", *base, "2025-05-02", "--force", env=env)
+    assert code == 0 and json.loads(path.read_text())["deployed_at"] == "2025-05-02T00:00:00Z"

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -488,6 +489,50 @@ def feature_plan(name: str, column: pa.ChunkedArray) -> Finding:
     )
 
 
+def reference_plan(reference: pa.Table) -> list[Finding]:
+    """One line per column: how it will be binned; and a warning for its nulls."""
+    findings = []
+    for name in reference.column_names:
+        findings.append(feature_plan(name, reference.column(name)))
+        nulls = reference.column(name).null_count
+        if nulls:
+            text = (
+                f"{nulls} of {reference.num_rows} reference values are null: left out of its shares"
+            )
+            findings.append(Finding("warning", name, text))
+    return findings
+
+
+def type_conflicts(lake: Lake, model: str, version: str, reference: pa.Table) -> list[Finding]:
+    """Columns that are numbers here and not in another reference file (or the reverse): the
+    pipeline unions every reference by name, so both would be read as text, i.e. categorical."""
+    numeric = {
+        n: feature_kind(reference.column(n).type) == "numeric" for n in reference.column_names
+    }
+    own = f"{reference_folder(model, version)}/"
+    findings = []
+    for info in lake.list("reference"):
+        if info.key.startswith(own) or not info.key.endswith((".parquet", ".csv")):
+            continue
+        data = io.BytesIO(lake.read_bytes(info.key))
+        schema = (
+            pq.read_schema(data) if info.key.endswith(".parquet") else pacsv.read_csv(data).schema
+        )
+        for field in schema:
+            if (
+                field.name in numeric
+                and (feature_kind(field.type) == "numeric") != numeric[field.name]
+            ):
+                here = "numeric" if numeric[field.name] else "not numeric"
+                there = "is not" if numeric[field.name] else "is"
+                text = (
+                    f"{here} here but {there} in {info.key}: the union of all references reads "
+                    "it as text, so its drift is categorical in both; rename one"
+                )
+                findings.append(Finding("warning", field.name, text))
+    return findings
+
+
 def drift_facts(model: str) -> Finding:
     values = {
         c: model_setting("drift_thresholds", model, c)
@@ -581,8 +626,6 @@ def _versions_with_files(lake: Lake, prefix: str, model: str) -> set[str]:
 
 def _version_key(version: str) -> tuple:
     """Versions ordered as the marts order them: by the numbers in their names."""
-    import re
-
     return tuple(int(d) for d in re.findall(r"\d+", version)), version
 
 
@@ -640,7 +683,8 @@ def _check_version(
             ]
     findings += notes
     if reference is not None:
-        findings += [feature_plan(name, reference.column(name)) for name in reference.column_names]
+        findings += reference_plan(reference)
+        findings += type_conflicts(lake, model, version, reference)
     findings += performance_facts(model, entry, reference)
     findings.append(_bronze_fact(model, version, bronze, reference))
     return findings
