@@ -4,10 +4,11 @@ its own features (`weight_kg` numeric, `zone` categorical, `fragile` boolean).
 
 The guide's steps: write the training sample (CSV here), register the version
 (`inferwatch model register`), add its reference (`inferwatch model reference`), check both
-(`inferwatch model check`), let logs and labels arrive, run the pipeline (`inferwatch run`,
-what conftest.run_pipeline does), check again. Then every dashboard's published tables,
-filtered to the new model, are compared with figures computed here from the lines this test
-wrote (pandas/numpy): the marts never supply an expected value.
+(`inferwatch model check`), let logs and labels arrive, run the pipeline (the steps of
+`inferwatch run`, called as the DAG's tasks call them: tests/pipeline_steps.py), check again.
+Then every dashboard's published tables, filtered to the new model, are compared with figures
+computed here from the lines this test wrote (pandas/numpy): the marts never supply an
+expected value.
 
 `parcel_router` v2 (traffic, never registered, no reference of its own) and `eta_scorer`
 (traffic only) are what a team forgets: the Data quality dashboard's coverage table warns
@@ -237,20 +238,22 @@ def onboarded(tmp_path_factory):
     out["check_before"] = inferwatch("model", "check", MODEL, "v1", env=env)
 
     # 2. register the version, 3. add its training reference
-    out["register"] = inferwatch(
+    register = (
         "model", "register", MODEL, "v1",
         "--git-commit", REGISTRY["git_commit"],
         "--training-data-hash", REGISTRY["training_data_hash"],
         "--deployed-at", REGISTRY["deployed_at"],
         "--metric", "accuracy=0.87", "--metric", "f1_macro=0.84",
-        "--task", "classification", env=env,
+        "--task", "classification",
     )  # fmt: skip
+    out["register"] = inferwatch(*register, env=env)
     out["reference"] = inferwatch(
         "model", "reference", MODEL, "v1", "--from", str(sample_path),
         "--features", "weight_kg,zone,fragile",
         "--prediction-column", "predicted_mode", "--confidence-column", "score", env=env,
     )  # fmt: skip
     # registering the same entry again is a no-op; a different one needs --force
+    out["register_same"] = inferwatch(*register, env=env)
     out["register_again"] = inferwatch(
         "model", "register", MODEL, "v1",
         "--git-commit", "0000000", "--training-data-hash", "x",
@@ -298,6 +301,8 @@ def test_commands_write_what_the_pipeline_reads(onboarded):
     assert code == 0, text
     entry = json.loads((onboarded["lake"] / "registry" / MODEL / "v1.json").read_text())
     assert entry == {"model": MODEL, "version": "v1", **REGISTRY, "task": "classification"}
+    code, text = onboarded["register_same"]
+    assert code == 0 and "unchanged" in text, text
     code, text = onboarded["register_again"]
     assert code != 0 and "--force" in text, text
     code, text = onboarded["reference"]

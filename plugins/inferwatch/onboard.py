@@ -375,11 +375,19 @@ def read_registry(lake: Lake, model: str, version: str) -> tuple[dict | None, li
         entry = json.loads(lake.read_bytes(key))
     except ValueError as error:
         return None, [
-            Finding("error", subject, f"{key} is not JSON ({error}): the pipeline skips it")
+            Finding(
+                "error",
+                subject,
+                f"{key} is not JSON ({error}): the version gets no metadata from it",
+            )
         ]
     if not isinstance(entry, dict):
         return None, [
-            Finding("error", subject, f"{key} is not a JSON object: the pipeline skips it")
+            Finding(
+                "error",
+                subject,
+                f"{key} is not a JSON object: the version gets no metadata from it",
+            )
         ]
     findings = []
     named = entry.get("model", model), entry.get("version", entry.get("model_version", version))
