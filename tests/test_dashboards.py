@@ -151,7 +151,20 @@ def test_data_quality_dashboard_reads_ops(superset_synced, pipeline_run):
     assert _chart_data(client, charts[_uuid("charts/data_quality/runs.yaml")])["rowcount"] == runs
 
 
-# ---------- roles
+def test_model_coverage_chart_lists_every_version_in_traffic(superset_synced, pipeline_run):
+    """Data quality's coverage table (serving.duckdb) shows each model version of the marts
+    with its reference and registry status (tests/test_onboarding.py: the warnings)."""
+    client = superset_synced.client()
+    chart_id = superset_synced.ids["chart"][_uuid("charts/data_quality/model_coverage.yaml")]
+    rows = _chart_data(client, chart_id)["data"]
+    with pipeline_run.serving() as con:
+        versions = set(
+            con.execute("select distinct model, model_version from fct_inferences").fetchall()
+        )
+    assert {(r["model"], r["model_version"]) for r in rows} == versions
+    assert all((r["status"] == "ok") == (r["warning"] is None) for r in rows)
+
+
 def _status(session: requests.Session, url: str, method: str = "GET", **kwargs) -> int:
     return session.request(method, url, timeout=60, **kwargs).status_code
 

@@ -429,6 +429,189 @@ def audit_verify(lake, data_dir, path):
         sys.exit(1)
 
 
+@main.group("model")
+def model_group() -> None:
+    """Monitor your own model: register a version, add its training reference, check both.
+
+    The files land in the lake (INFERWATCH_LAKE_URL) where the pipeline reads them:
+    registry/<model>/<version>.json and reference/<model>/<version>/reference.parquet.
+    Step by step: docs/onboarding.md.
+    """
+
+
+def _onboard_lake(lake: str | None, data_dir: str | None):
+    from inferwatch.orchestrate import current_lake
+
+    # current_lake: an s3:// lake needs the credentials of its Airflow connection, as in a run.
+    return current_lake(_settings(lake, data_dir))
+
+
+def _onboard_step(step):
+    """Run one onboarding step; its refusal (OnboardError) is a one-line error and exit 1."""
+    from inferwatch.onboard import OnboardError
+
+    try:
+        return step()
+    except OnboardError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@model_group.command("register")
+@lake_option
+@data_dir_option
+@click.argument("model")
+@click.argument("version")
+@click.option("--git-commit", required=True, help="Commit the model was built from.")
+@click.option(
+    "--training-data-hash",
+    required=True,
+    help="Hash (or other identifier) of the training data set, e.g. sha256:….",
+)
+@click.option(
+    "--deployed-at",
+    required=True,
+    help="When the version went live, ISO 8601 (UTC if no offset), e.g. 2025-04-30T12:00:00Z.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Training-time metric, repeatable. The performance mart compares accuracy, "
+    "f1_macro, ece (classification) or mae, rmse (regression) with production.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Training parameter, repeatable (shown on Models and lineage).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    help="Kept in the entry; the pipeline scores by dbt_project/seeds/"
+    "performance_thresholds.csv (`model check` says if they differ).",
+)
+@click.option("--force", is_flag=True, help="Replace a different entry already registered.")
+def model_register(
+    lake,
+    data_dir,
+    model,
+    version,
+    git_commit,
+    training_data_hash,
+    deployed_at,
+    metrics,
+    params,
+    task,
+    force,
+):
+    """Write MODEL VERSION's registry entry: registry/<model>/<version>.json in the lake.
+
+    Models and lineage shows its commit, training data, deploy time and metrics from the next
+    run on; the performance marts show the metrics beside production's. The same entry again
+    changes nothing; a different one is refused unless --force.
+    """
+    from inferwatch import onboard
+
+    def step():
+        entry = onboard.registry_entry(
+            model,
+            version,
+            git_commit=git_commit,
+            training_data_hash=training_data_hash,
+            deployed_at=deployed_at,
+            metrics=onboard.parse_pairs(metrics, "metric", numeric=True),
+            params=onboard.parse_pairs(params, "param", numeric=False),
+            task=task,
+        )
+        return onboard.write_registry(_onboard_lake(lake, data_dir), entry, force=force)
+
+    click.echo(_onboard_step(step))
+
+
+@model_group.command("reference")
+@lake_option
+@data_dir_option
+@click.argument("model")
+@click.argument("version")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Sample of the training data: .parquet, or .csv with a header.",
+)
+@click.option(
+    "--features",
+    help="Comma-separated input feature columns, named as in the logs' "
+    "input_features [every column but the outputs].",
+)
+@click.option(
+    "--prediction-column",
+    help="The sample's column holding the model's prediction "
+    "[prediction, if present]; written as `prediction`.",
+)
+@click.option(
+    "--confidence-column",
+    help="The sample's column holding the confidence "
+    "[confidence, if present]; written as `confidence`.",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace whatever the version's reference folder holds."
+)
+def model_reference(
+    lake, data_dir, model, version, source, features, prediction_column, confidence_column, force
+):
+    """Validate a training sample and write it as MODEL VERSION's training reference.
+
+    Writes reference/<model>/<version>/reference.parquet: the feature columns, then
+    `prediction` and `confidence`. Refused with the reason: an empty sample, a missing column,
+    a name the log contract refuses, a column that is neither numeric, text nor boolean, or
+    one with no value. Nulls are reported. Drift and feature distributions are measured
+    against it from the next run on (also for later versions without a reference).
+    """
+    from inferwatch import onboard
+
+    def step():
+        reference, findings = onboard.build_reference(
+            onboard.read_sample(source),
+            features=onboard.split_columns(features),
+            prediction_column=prediction_column,
+            confidence_column=confidence_column,
+        )
+        for finding in findings:
+            click.echo(finding.line())
+        lake_ = _onboard_lake(lake, data_dir)
+        return onboard.write_reference(lake_, model, version, reference, force=force)
+
+    click.echo(_onboard_step(step))
+
+
+@model_group.command("check")
+@lake_option
+@data_dir_option
+@click.argument("model")
+@click.argument("version", required=False)
+def model_check(lake, data_dir, model, version):
+    """Read MODEL's registry entries, references and bronze events back; say what the next run
+    will do with them, one line per fact.
+
+    Which features get numeric bins (deciles for PSI, fine bins for KS) or categorical top-k
+    bins (PSI, Jensen–Shannon), the drift thresholds, whether performance can be computed,
+    and which events bronze already holds per version. Lines starting WARNING are gaps the
+    dashboards will show; ERROR lines are what the pipeline would misread (exit 1).
+    """
+    from inferwatch import onboard
+
+    findings = _onboard_step(lambda: onboard.check(_onboard_lake(lake, data_dir), model, version))
+    for finding in findings:
+        click.echo(finding.line())
+    if onboard.has_errors(findings):
+        sys.exit(1)
+
+
 @main.command()
 @data_dir_option
 def urls(data_dir):
