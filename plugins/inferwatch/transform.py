@@ -180,6 +180,7 @@ def generate_docs(settings: Settings, lake: Lake) -> Path:
     generate --static``: manifest and catalog inside) at ``settings.dbt_docs_dir/index.html``,
     replaced whole so the served page is never half written. ``--no-compile``: the build
     compiled the project already; right after a build in the same process this takes ~1 s."""
+    started = time.monotonic()
     result = _invoke(settings, lake, "docs generate", "--no-compile", "--static")
     page = dbt_target_path(settings) / "static_index.html"
     if not result.success or not page.is_file():
@@ -189,6 +190,7 @@ def generate_docs(settings: Settings, lake: Lake) -> Path:
     tmp = index.with_name(f".index.{os.getpid()}.tmp")
     tmp.write_bytes(page.read_bytes())
     os.replace(tmp, index)
+    log.info("dbt docs: %s in %.1f s", index, time.monotonic() - started)
     return index
 
 
