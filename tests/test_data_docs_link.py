@@ -168,16 +168,23 @@ def test_validate_task_links_to_the_data_docs(api, admin, dag_run):
 def test_link_is_empty_for_other_tasks_and_dags(plugins_manager):
     from airflow.models.taskinstancekey import TaskInstanceKey
 
-    (link,) = plugins_manager.get_global_operator_extra_links()
+    data_docs_link, dbt_docs_link = plugins_manager.get_global_operator_extra_links()
+    base_url = os.environ["AIRFLOW__API__BASE_URL"]
 
-    def url(dag_id: str, task_id: str) -> str:
+    def url(link, dag_id: str, task_id: str) -> str:
         return link.get_link(None, ti_key=TaskInstanceKey(dag_id, task_id, "manual__1"))
 
-    assert url(DAG_ID, "validate") == f"{os.environ['AIRFLOW__API__BASE_URL']}{PREFIX}/index.html"
-    assert url(DAG_ID, "publish") == ""
-    assert url("some_other_dag", "validate") == ""
+    assert url(data_docs_link, DAG_ID, "validate") == f"{base_url}{PREFIX}/index.html"
+    assert url(data_docs_link, DAG_ID, "publish") == ""
+    assert url(data_docs_link, "some_other_dag", "validate") == ""
+    assert url(dbt_docs_link, DAG_ID, "transform") == f"{base_url}{DBT_PREFIX}/index.html"
+    assert url(dbt_docs_link, DAG_ID, "validate") == ""
+    assert url(dbt_docs_link, "some_other_dag", "transform") == ""
     assert data_docs.data_docs_url("https://airflow.example.com/airflow/") == (
         "https://airflow.example.com/airflow/inferwatch-data-docs/index.html"
+    )
+    assert data_docs.DBT_DOCS.url("https://airflow.example.com/airflow/") == (
+        "https://airflow.example.com/airflow/inferwatch-dbt-docs/index.html"
     )
 
 
