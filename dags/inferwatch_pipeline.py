@@ -22,7 +22,7 @@ interval only labels the run), then rebuilds the marts of every day the new even
 | `check_config` | `inferwatch check`: the lake, its connection, the data dir, producers, registry and reference files; an error fails the run at once (no retry), one line per setting to fix | yes |
 | `discover` | lists `raw/` and compares with the manifest (key, size, etag/mtime) | yes |
 | `ingest` | parses, validates and scrubs PII into bronze Parquet; bad lines to `quarantine/` | yes: a chunk only counts once its manifest file lands |
-| `transform` | `dbt build` (incremental: days touched by newly ingested events) | yes |
+| `transform` | `dbt build` (incremental: days touched by newly ingested events), then dbt's docs site ([dbt Docs](inferwatch-dbt-docs/)) | yes |
 | `score_anomalies` | isolation forest per model version scores a sample of each touched day's inputs; builds `mart_input_anomalies_daily` | yes: a day's scores are rewritten whole |
 | `validate` | Great Expectations checkpoint on the candidate warehouse ([Data Docs](inferwatch-data-docs/)) | yes |
 | `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed (under the publish lock: no Superset report is taken meanwhile) | yes |
@@ -32,7 +32,8 @@ interval only labels the run), then rebuilds the marts of every day the new even
 | `audit` | appends new Superset/Airflow/run events to the hash-chained `mart_audit_log` (runs even after a failure; teardown) | yes: per-source watermarks |
 
 Lake: `INFERWATCH_LAKE_URL` (S3 credentials from the `inferwatch_lake` connection).
-State: `INFERWATCH_DATA_DIR`. Data Docs: `$INFERWATCH_DATA_DIR/data_docs/index.html`.
+State: `INFERWATCH_DATA_DIR`. Data Docs: `$INFERWATCH_DATA_DIR/data_docs/index.html`; dbt Docs:
+`$INFERWATCH_DATA_DIR/dbt_docs/index.html`.
 A task that fails for good (or a build held back by the gate) is a `pipeline_run` alert.
 """
 
@@ -83,7 +84,10 @@ def inferwatch_pipeline():
         settings = current_settings()
         return pipeline.ingest(settings, current_lake(settings), objects, context["run_id"])
 
-    @task(doc_md="`dbt build` of staging → marts, incremental on the days that got new events.")
+    @task(
+        doc_md="`dbt build` of staging → marts, incremental on the days that got new events; "
+        "then dbt's docs site of the build ([dbt Docs](inferwatch-dbt-docs/))."
+    )
     def transform(ingest_report: dict) -> dict:
         settings = current_settings()
         return pipeline.transform(settings, current_lake(settings))

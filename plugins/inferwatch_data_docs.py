@@ -1,12 +1,15 @@
-"""Airflow plugin: Great Expectations Data Docs served by the API server, linked from `validate`.
+"""Airflow plugin: Great Expectations Data Docs and dbt's docs site served by the API server,
+linked from the tasks that write them (`validate`, `transform`).
 
 - ``fastapi_apps``: the Data Docs folder (``$INFERWATCH_DATA_DIR/data_docs``) under
-  ``{[api] base_url}/inferwatch-data-docs/``. Airflow does not authenticate plugin apps, so
+  ``{[api] base_url}/inferwatch-data-docs/``, dbt's docs (``$INFERWATCH_DATA_DIR/dbt_docs``)
+  under ``{[api] base_url}/inferwatch-dbt-docs/``. Airflow does not authenticate plugin apps, so
   this one asks for what the task's own page needs: a logged-in Airflow user who may read the
   task instances of ``inferwatch_pipeline`` (the UI's session cookie or a bearer token). A
   browser that is not logged in is sent to Airflow's login page and back.
 - ``global_operator_extra_links``: a "Data Docs" button on the ``validate`` task of
-  ``inferwatch_pipeline`` (an empty link, i.e. a disabled button, on every other task).
+  ``inferwatch_pipeline`` and a "dbt Docs" button on its ``transform`` task (an empty link, i.e.
+  a disabled button, on every other task).
 
 Airflow runs this file in every component that loads plugins (task processes included), so the
 API server's own modules are imported only when a page is requested.
@@ -47,25 +50,38 @@ async def require_dag_reader(
     await run_in_threadpool(check, request, user)
 
 
+def _base_url() -> str:
+    from airflow.configuration import conf
+
+    return conf.get("api", "base_url", fallback="") or ""
+
+
 class DataDocsLink(BaseOperatorLink):
     """Extra link from the validate task to the Data Docs served by this plugin."""
 
-    name = data_docs.LINK_NAME
+    name = data_docs.DATA_DOCS.name
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        from airflow.configuration import conf
+        return data_docs.DATA_DOCS.link_for(ti_key.dag_id, ti_key.task_id, _base_url())
 
-        base_url = conf.get("api", "base_url", fallback="") or ""
-        return data_docs.link_for(ti_key.dag_id, ti_key.task_id, base_url)
+
+class DbtDocsLink(BaseOperatorLink):
+    """Extra link from the transform task to dbt's docs site served by this plugin."""
+
+    name = data_docs.DBT_DOCS.name
+
+    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+        return data_docs.DBT_DOCS.link_for(ti_key.dag_id, ti_key.task_id, _base_url())
 
 
 class InferWatchDataDocsPlugin(AirflowPlugin):
     name = "inferwatch_data_docs"
     fastapi_apps = [
         {
-            "app": data_docs.create_app(dependencies=[Depends(require_dag_reader)]),
-            "url_prefix": data_docs.URL_PREFIX,
-            "name": "InferWatch Data Docs",
+            "app": data_docs.create_app(dependencies=[Depends(require_dag_reader)], site=site),
+            "url_prefix": site.url_prefix,
+            "name": f"InferWatch {site.name}",
         }
+        for site in data_docs.SITES
     ]
-    global_operator_extra_links = [DataDocsLink()]
+    global_operator_extra_links = [DataDocsLink(), DbtDocsLink()]

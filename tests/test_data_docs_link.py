@@ -1,6 +1,6 @@
-"""GX Data Docs from the Airflow UI: the plugin loads from the plugins folder, Airflow's own API
-server application serves the Data Docs folder behind Airflow's login, and the validate task links
-to it (extra link and task docs).
+"""GX Data Docs and dbt's docs from the Airflow UI: the plugin loads from the plugins folder,
+Airflow's own API server application serves the Data Docs folder and dbt's docs site behind
+Airflow's login, and the validate and transform tasks link to them (extra links and task docs).
 
 Airflow's API server application runs in-process (what `airflow api-server` serves, without its
 ~30 s start-up); the DAG and a run of it are real rows in the session's metadata DB.
@@ -21,6 +21,7 @@ from inferwatch.serve import data_docs
 
 DAG_ID = "inferwatch_pipeline"
 PREFIX = "/inferwatch-data-docs"
+DBT_PREFIX = "/inferwatch-dbt-docs"
 PLUGIN_FILE = PROJECT_ROOT / "plugins" / "inferwatch_data_docs.py"
 
 # A small Data Docs site laid out as Great Expectations writes one.
@@ -109,11 +110,20 @@ def test_plugin_loads_from_the_plugins_folder(plugins_manager):
             "app": "fastapi.applications.FastAPI",
             "url_prefix": PREFIX,
             "name": "InferWatch Data Docs",
-        }
+        },
+        {
+            "app": "fastapi.applications.FastAPI",
+            "url_prefix": DBT_PREFIX,
+            "name": "InferWatch dbt Docs",
+        },
     ]
-    assert ours["global_operator_extra_links"] == ["<inferwatch_data_docs.DataDocsLink object>"]
+    assert ours["global_operator_extra_links"] == [
+        "<inferwatch_data_docs.DataDocsLink object>",
+        "<inferwatch_data_docs.DbtDocsLink object>",
+    ]
     assert [link.name for link in plugins_manager.get_global_operator_extra_links()] == [
-        "Data Docs"
+        "Data Docs",
+        "dbt Docs",
     ]
     plugin_module = sys.modules["inferwatch_data_docs"]
     assert Path(plugin_module.__file__).resolve() == PLUGIN_FILE
@@ -141,28 +151,40 @@ def test_validate_task_links_to_the_data_docs(api, admin, dag_run):
         f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances/validate/links", headers=admin
     )
     assert links.status_code == 200, links.text
-    assert links.json()["extra_links"] == {"Data Docs": expected}
-    # Every other task shows the button disabled: the link is "" (the API reports null).
-    for task_id in ("discover", "ingest", "transform", "publish", "refresh_superset"):
+    assert links.json()["extra_links"] == {"Data Docs": expected, "dbt Docs": None}
+    dbt_expected = f"{base_url}/inferwatch-dbt-docs/index.html"
+    transform = api.get(
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances/transform/links", headers=admin
+    )
+    assert transform.json()["extra_links"] == {"Data Docs": None, "dbt Docs": dbt_expected}
+    # Every other task shows the buttons disabled: the link is "" (the API reports null).
+    for task_id in ("discover", "ingest", "publish", "refresh_superset"):
         other = api.get(
             f"/api/v2/dags/{DAG_ID}/dagRuns/{dag_run}/taskInstances/{task_id}/links", headers=admin
         )
-        assert other.json()["extra_links"] == {"Data Docs": None}, task_id
+        assert other.json()["extra_links"] == {"Data Docs": None, "dbt Docs": None}, task_id
 
 
 def test_link_is_empty_for_other_tasks_and_dags(plugins_manager):
     from airflow.models.taskinstancekey import TaskInstanceKey
 
-    (link,) = plugins_manager.get_global_operator_extra_links()
+    data_docs_link, dbt_docs_link = plugins_manager.get_global_operator_extra_links()
+    base_url = os.environ["AIRFLOW__API__BASE_URL"]
 
-    def url(dag_id: str, task_id: str) -> str:
+    def url(link, dag_id: str, task_id: str) -> str:
         return link.get_link(None, ti_key=TaskInstanceKey(dag_id, task_id, "manual__1"))
 
-    assert url(DAG_ID, "validate") == f"{os.environ['AIRFLOW__API__BASE_URL']}{PREFIX}/index.html"
-    assert url(DAG_ID, "publish") == ""
-    assert url("some_other_dag", "validate") == ""
+    assert url(data_docs_link, DAG_ID, "validate") == f"{base_url}{PREFIX}/index.html"
+    assert url(data_docs_link, DAG_ID, "publish") == ""
+    assert url(data_docs_link, "some_other_dag", "validate") == ""
+    assert url(dbt_docs_link, DAG_ID, "transform") == f"{base_url}{DBT_PREFIX}/index.html"
+    assert url(dbt_docs_link, DAG_ID, "validate") == ""
+    assert url(dbt_docs_link, "some_other_dag", "transform") == ""
     assert data_docs.data_docs_url("https://airflow.example.com/airflow/") == (
         "https://airflow.example.com/airflow/inferwatch-data-docs/index.html"
+    )
+    assert data_docs.DBT_DOCS.url("https://airflow.example.com/airflow/") == (
+        "https://airflow.example.com/airflow/inferwatch-dbt-docs/index.html"
     )
 
 
@@ -171,6 +193,8 @@ def test_validate_task_docs_link_to_the_data_docs(api, admin, dag_run):
     assert task.status_code == 200, task.text
     # Relative to the UI's <base href> ([api] base_url), so right behind a path prefix too.
     assert "[Data Docs](inferwatch-data-docs/)" in task.json()["doc_md"]
+    transform = api.get(f"/api/v2/dags/{DAG_ID}/tasks/transform", headers=admin)
+    assert "[dbt Docs](inferwatch-dbt-docs/)" in transform.json()["doc_md"]
 
 
 # ------------------------------------------------------------------ serving
@@ -235,3 +259,33 @@ def test_data_docs_need_an_airflow_login(api, data_dir):
         assert api.get(url).text == INDEX_HTML
     finally:
         api.cookies.clear()
+
+
+# ------------------------------------------------------------------ dbt's docs
+
+
+def test_dbt_docs_not_there_before_a_transform(api, admin, data_dir):
+    page = api.get(f"{DBT_PREFIX}/index.html", headers=admin)
+    assert page.status_code == 404
+    assert "No transform has run yet" in page.text
+    assert str(data_dir / "dbt_docs") in page.text and "transform" in page.text
+    assert api.get(f"{DBT_PREFIX}/index.html").status_code == 307  # behind Airflow's login
+
+
+def test_dbt_docs_of_the_pipeline_run_are_served(api, admin, pipeline_run, monkeypatch):
+    """The DAG's transform task wrote dbt's docs site (one page, manifest and catalog inside)
+    into the data dir; the plugin serves that file."""
+    monkeypatch.setenv("INFERWATCH_DATA_DIR", str(pipeline_run.settings.data_dir))
+    index = pipeline_run.settings.dbt_docs_dir / "index.html"
+    assert index.is_file()
+
+    page = api.get(f"{DBT_PREFIX}/index.html", headers=admin)
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "no-cache"
+    assert page.content == index.read_bytes()
+    # --static: the manifest and the catalog (columns read from the built warehouse) are inside.
+    assert "model.inferwatch.fct_inferences" in page.text
+    with pipeline_run.warehouse() as con:
+        columns = [row[0] for row in con.sql("describe fct_inferences").fetchall()]
+    assert all(f'"{column}"' in page.text for column in columns)
+    assert api.get(f"{DBT_PREFIX}/", headers=admin).content == page.content

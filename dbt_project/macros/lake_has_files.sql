@@ -7,7 +7,7 @@
 {% endmacro %}
 
 {% macro duckdb__lake_has_files(relative_glob) %}
-    {%- set pattern = (env_var('INFERWATCH_BRONZE_ROOT') ~ '/' ~ relative_glob) | replace("'", "''") -%}
+    {%- set pattern = (bronze_root() ~ '/' ~ relative_glob) | replace("'", "''") -%}
     {%- set found = run_query("select count(*) from glob('" ~ pattern ~ "')") -%}
     {{ return(found.columns[0].values()[0] > 0) }}
 {% endmacro %}

@@ -12,7 +12,7 @@
     {%- if not execute -%}
         {{ return('') }}
     {%- endif -%}
-    {%- set root = env_var('INFERWATCH_BRONZE_ROOT') -%}
+    {%- set root = bronze_root() -%}
     {%- for node in graph.sources.values() if node.package_name == 'inferwatch' and node.meta.get('lake_glob') -%}
         {%- set format = node.meta.get('lake_format', 'parquet') -%}
         {%- do run_query('create database if not exists ' ~ node.schema) -%}

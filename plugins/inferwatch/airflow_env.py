@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from inferwatch.config import DAGS_DIR, PROJECT_ROOT, Settings
+from inferwatch.config import AIRFLOW_PLUGINS_DIR, DAGS_DIR, Settings
 from inferwatch.filemodes import restrict_umask, secure_tree
 
 
@@ -25,9 +25,9 @@ def airflow_environment(settings: Settings, home: Path | None = None, port: int 
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_DIR),
-        # The plugins folder holds only an .airflowignore that hides the inferwatch package
-        # from Airflow's plugin walk; the package is imported as installed.
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        # The plugins folder holds the Data Docs plugin and an .airflowignore that hides the
+        # inferwatch package from Airflow's plugin walk; the package is imported as installed.
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(AIRFLOW_PLUGINS_DIR),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # LocalExecutor pre-forks one worker per slot (~136 MB each): keep it small here.

@@ -618,6 +618,7 @@ def urls(data_dir):
     """Print where the dashboards and the Airflow UI are, and how to log in."""
     from inferwatch.secrets import ensure_secrets
     from inferwatch.serve import airflow_services
+    from inferwatch.serve.data_docs import DATA_DOCS, DBT_DOCS
     from inferwatch.serve.superset_access import demo_logins
 
     settings = _settings(None, data_dir)
@@ -632,6 +633,8 @@ def urls(data_dir):
         f"Superset  {settings.superset_url}  (admin / {secrets['SUPERSET_ADMIN_PASSWORD']})\n"
         f"{demo}"
         f"Airflow   {settings.airflow_url}  ({user} / {password})\n"
+        f"Data Docs {DATA_DOCS.url(settings.airflow_url)}  (Airflow login)\n"
+        f"dbt Docs  {DBT_DOCS.url(settings.airflow_url)}  (Airflow login)\n"
         f"Published {settings.serving_path} and {settings.ops_path}\n"
         f"Reports   {settings.superset_url}/report/list/  (superset/reports/*.yaml; to "
         f"{', '.join(settings.report_emails) or 'nobody: set INFERWATCH_REPORT_EMAILS'} via "

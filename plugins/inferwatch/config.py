@@ -7,18 +7,31 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The checkout root (…/plugins/inferwatch/config.py → three levels up).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
-SUPERSET_ASSETS_DIR = PROJECT_ROOT / "superset"
-DAGS_DIR = PROJECT_ROOT / "dags"
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: The checkout root (…/plugins/inferwatch/config.py → three levels up); in an installed package
+#: (``pip install .``) the folder above site-packages, where nothing of InferWatch is.
+PROJECT_ROOT = PACKAGE_DIR.parents[1]
+#: Run from a checkout (the source tree, or an editable install of it)?
+IN_CHECKOUT = (PROJECT_ROOT / "dbt_project" / "dbt_project.yml").is_file()
+#: Where the dbt project, the suites, the DAGs, the Superset assets and the Airflow plugin are:
+#: the checkout, or (installed) their copies inside the package, which the wheel's build puts
+#: under ``inferwatch/bundled/`` (setup.py). Nothing is ever written there: dbt's target and
+#: logs, like all state, go to the data dir.
+BUNDLE_DIR = PROJECT_ROOT if IN_CHECKOUT else PACKAGE_DIR / "bundled"
+DBT_PROJECT_DIR = BUNDLE_DIR / "dbt_project"
+EXPECTATIONS_DIR = BUNDLE_DIR / "expectations"
+SUPERSET_ASSETS_DIR = BUNDLE_DIR / "superset"
+DAGS_DIR = BUNDLE_DIR / "dags"
+#: Airflow's plugins folder: only the Data Docs plugin (and, in a checkout, an .airflowignore
+#: hiding the package beside it).
+AIRFLOW_PLUGINS_DIR = BUNDLE_DIR / "plugins"
 #: The alert rules shipped with the repository (README: Alerts).
-DEFAULT_ALERT_RULES = Path(__file__).resolve().parent / "alerts" / "rules.yml"
+DEFAULT_ALERT_RULES = PACKAGE_DIR / "alerts" / "rules.yml"
 
 
 def _default_data_dir() -> Path:
-    return PROJECT_ROOT / "data"
+    """The checkout's ``data/``; installed, ``./data`` in the current directory."""
+    return PROJECT_ROOT / "data" if IN_CHECKOUT else Path.cwd() / "data"
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,11 @@ class Settings:
     @property
     def data_docs_dir(self) -> Path:
         return self.data_dir / "data_docs"
+
+    @property
+    def dbt_docs_dir(self) -> Path:
+        """dbt's docs site of the last build (one self-contained ``index.html``)."""
+        return self.data_dir / "dbt_docs"
 
     @property
     def gate_dir(self) -> Path:

@@ -235,7 +235,20 @@ def transform(settings: Settings, lake: Lake, *, full_refresh: bool = False) -> 
 
         recover(lake)
         new_build(settings)
-        return build(settings, lake, full_refresh=full_refresh).as_dict()
+        outcome = build(settings, lake, full_refresh=full_refresh).as_dict()
+        return {**outcome, "dbt_docs": _dbt_docs(settings, lake)}
+
+
+def _dbt_docs(settings: Settings, lake: Lake) -> str:
+    """dbt's docs site of this build (served beside the Data Docs); a failure to write it is
+    logged, never a failed build."""
+    from inferwatch.transform import generate_docs
+
+    try:
+        return str(generate_docs(settings, lake))
+    except Exception:
+        log.warning("dbt docs generate failed; the build stands", exc_info=True)
+        return ""
 
 
 def replay_quarantine(

@@ -99,19 +99,26 @@ def _environment(extra: dict[str, str]):
                 os.environ[key] = value
 
 
+def dbt_target_path(settings: Settings) -> Path:
+    """dbt's artifacts (manifest, run results, docs) of the DuckDB target: in the data dir,
+    never in the project (which may be read-only, e.g. inside an installed package)."""
+    return settings.data_dir / "dbt" / "target"
+
+
 def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
+    """``command`` may be two words (``docs generate``)."""
     return [
-        command,
+        *command.split(),
         "--project-dir", str(DBT_PROJECT_DIR),
         "--profiles-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(settings.data_dir / "dbt" / "target"),
+        "--target-path", str(dbt_target_path(settings)),
         "--log-path", str(settings.data_dir / "dbt" / "logs"),
         *extra,
     ]  # fmt: skip
 
 
-def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str) -> BuildResult:
-    """Invoke dbt in this process and release the warehouse file afterwards."""
+def _invoke(settings: Settings, lake: Lake, command: str, *extra: str):
+    """Invoke dbt in this process (its dbtRunnerResult) and release the warehouse file after."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.cli.main import dbtRunner
 
@@ -129,6 +136,12 @@ def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str)
             DuckDBConnectionManager.close_all_connections()
     if result.exception is not None:
         raise TransformError(f"dbt {command} crashed: {result.exception}") from result.exception
+    return result
+
+
+def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str) -> BuildResult:
+    """Invoke dbt in this process and release the warehouse file afterwards."""
+    result = _invoke(settings, lake, command, *extra)
     failures: list[str] = []
     nodes = 0
     for node_result in result.result or []:
@@ -160,6 +173,25 @@ def build(
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
     log.info("dbt build: %d nodes ok", outcome.nodes)
     return outcome
+
+
+def generate_docs(settings: Settings, lake: Lake) -> Path:
+    """dbt's docs site of the warehouse just built, as one self-contained page (``dbt docs
+    generate --static``: manifest and catalog inside) at ``settings.dbt_docs_dir/index.html``,
+    replaced whole so the served page is never half written. ``--no-compile``: the build
+    compiled the project already; right after a build in the same process this takes ~1 s."""
+    started = time.monotonic()
+    result = _invoke(settings, lake, "docs generate", "--no-compile", "--static")
+    page = dbt_target_path(settings) / "static_index.html"
+    if not result.success or not page.is_file():
+        raise TransformError(f"dbt docs generate wrote no {page.name}")
+    settings.dbt_docs_dir.mkdir(parents=True, exist_ok=True)
+    index = settings.dbt_docs_dir / "index.html"
+    tmp = index.with_name(f".index.{os.getpid()}.tmp")
+    tmp.write_bytes(page.read_bytes())
+    os.replace(tmp, index)
+    log.info("dbt docs: %s in %.1f s", index, time.monotonic() - started)
+    return index
 
 
 # ---------------------------------------------------------------------------- Spark target
