@@ -1,4 +1,7 @@
-{{ config(**incremental_events_config()) }}
+{{ config(
+    pre_hook=before_begin("{{ add_columns_in_place({'predictions': ['integer', '1'], 'batch_elements': [batch_elements_type(), none]}) }}"),
+    **incremental_events_config()
+) }}
 {%- set kept_rows = kept_by_this_build('existing', ref('stg_inference_events')) %}
 
 -- One row per distinct event. The first object an event arrived in owns it; a rewritten
