@@ -1,14 +1,15 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(
-    pre_hook=before_begin("{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}"),
-    **incremental_by_day('event_day')
-) }}
+{#- a table built before batched requests gains their columns in place (macros/predictions.sql),
+    outside the build's transaction -#}
+{%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
+{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
 
 -- Usage per client, endpoint, model and UTC day: requests, predictions (a batched request
--- counts one per element), errors, latency, users, tokens and cost. Cost is the event's own usage.cost_usd when it has one, else its tokens at the
--- model's price (seed model_prices). Latency and cost are summed as exact decimals, so the
--- figures do not depend on row order (a day-by-day build equals a full one bit for bit).
--- Incremental by UTC day, like mart_inference_hourly.
+-- counts one per element), errors, latency, users, tokens and cost. Cost is the event's own
+-- usage.cost_usd when it has one, else its tokens at the model's price (seed model_prices).
+-- Latency and cost are summed as exact decimals, so the figures do not depend on row order (a
+-- day-by-day build equals a full one bit for bit). Incremental by UTC day, like
+-- mart_inference_hourly.
 with events as (
 
     {{ events_of_touched_days() }}

@@ -1,8 +1,8 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(
-    pre_hook=before_begin("{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}"),
-    **incremental_by_day('event_day')
-) }}
+{#- a table built before batched requests gains their columns in place (macros/predictions.sql),
+    outside the build's transaction -#}
+{%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
+{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
 
 -- Requests, predictions, errors and latency per model, version, endpoint and hour. Each build
 -- recomputes whole days: the days whose events arrived since the last build (late data
