@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from pathlib import Path
 
 import duckdb
+import jsonschema
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -307,3 +309,14 @@ def test_pii_in_a_batch_element_is_scrubbed(built):
     """,
     ).features
     assert len(features) > 0 and not features.str.contains("example.com|email").any()
+
+
+def test_the_json_schema_agrees_on_batches():
+    """The JSON Schema accepts the batched lines loaded here and refuses the quarantined ones
+    (repeated keys aside: a JSON reader keeps one of them before the schema sees the line)."""
+    schema = json.loads(files("inferwatch").joinpath("schemas/inference_log.v1.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    assert all(validator.is_valid(line) for line in new_lines())
+    head = {"timestamp": DAY_NEW.isoformat(), "model": MODEL}
+    for reason, fields in BAD_BATCHES.items():
+        assert not validator.is_valid({**head, **fields}), reason

@@ -30,9 +30,11 @@
 {%- endmacro %}
 
 
-{# One row per prediction of `events` (fct_inferences rows): a request without `batch_elements` is its
-   own prediction, a batched one gives one row per element, with the element's
-   input_features, prediction and confidence beside the request's `columns`. #}
+{# One row per prediction of `events` (a relation or parenthesised query of fct_inferences
+   rows): a request without `batch_elements` is its own prediction, a batched one gives one row
+   per element, with the element's input_features, prediction and confidence beside the
+   request's `columns`. `events` is read twice: give a relation or query, not a CTE read
+   elsewhere too (DuckDB would materialise it), so that day filters reach each scan. #}
 {% macro predictions_of(events, columns) -%}
     select
         {%- for column in columns %}
@@ -41,7 +43,7 @@
         input_features,
         prediction,
         confidence
-    from {{ events }}
+    from {{ events }} as single_requests
     where batch_elements is null
     union all
     select
@@ -57,7 +59,7 @@
             {{ column }},
             {%- endfor %}
             {{ explode_list('batch_elements') }} as batch_element
-        from {{ events }}
+        from {{ events }} as batched_requests
         where batch_elements is not null
     ) as batch_elements
 {%- endmacro %}

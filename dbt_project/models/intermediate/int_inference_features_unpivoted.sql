@@ -3,15 +3,9 @@
 -- key of either name is left out), each distinct value once with the events that sent it
 -- (`value_count`). Values follow the same JSON rule as the references. Every prediction counts:
 -- a batched request's elements each bring their own inputs and outputs.
-with requests as (
+with events as (
 
-    select * from {{ ref('fct_inferences') }}
-
-),
-
-events as (
-
-    {{ predictions_of('requests', ['event_day', 'model', 'model_version']) }}
+    {{ predictions_of(ref('fct_inferences'), ['event_day', 'model', 'model_version']) }}
 
 ),
 

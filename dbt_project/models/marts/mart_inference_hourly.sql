@@ -3,6 +3,8 @@
     outside the build's transaction -#}
 {%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
 {{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
+{#- the touched days' requests as a query of its own for predictions_of (see there) #}
+{%- set touched_requests = '(' ~ events_of_touched_days() ~ ')' %}
 
 -- Requests, predictions, errors and latency per model, version, endpoint and hour. Each build
 -- recomputes whole days: the days whose events arrived since the last build (late data
@@ -15,7 +17,7 @@ with events as (
 
 predictions as (
 
-    {{ predictions_of('events', ['model', 'model_version', 'endpoint', 'event_ts']) }}
+    {{ predictions_of(touched_requests, ['model', 'model_version', 'endpoint', 'event_ts']) }}
 
 ),
 
