@@ -24,6 +24,7 @@ from conftest import settings_for
 from inferwatch import pipeline
 from inferwatch.ingest.manifest import EVENTS_PREFIX
 from inferwatch.lake import Lake
+from inferwatch.serve.superset_sync import load_assets
 
 MODEL, VERSION = "batcher", "v1"
 PLANS = ("basic", "pro", "premium")
@@ -320,3 +321,27 @@ def test_the_json_schema_agrees_on_batches():
     head = {"timestamp": DAY_NEW.isoformat(), "model": MODEL}
     for reason, fields in BAD_BATCHES.items():
         assert not validator.is_valid({**head, **fields}), reason
+
+
+def test_the_overview_shows_predictions_beside_requests(built):
+    """The Inference overview has a big number of predictions beside the one of requests; the
+    metrics their datasets define give this lake's totals (the charts' SQL, without Superset)."""
+    settings, _, lines, _, _ = built
+    assets = load_assets()
+    overview = assets["dashboards/inference_overview.yaml"]
+    on_board = {n["meta"]["uuid"] for n in overview["position"].values()
+                if isinstance(n, dict) and n.get("type") == "CHART"}  # fmt: skip
+    datasets = {a["uuid"]: a for name, a in assets.items() if name.startswith("datasets/")}
+    charts = [chart for name, chart in assets.items() if name.startswith("charts/")]
+    big_numbers = [
+        c for c in charts if c["uuid"] in on_board and c["viz_type"] == "big_number_total"
+    ]
+    totals = {}
+    for chart in big_numbers:
+        dataset = datasets[chart["dataset_uuid"]]
+        (metric,) = [m for m in dataset["metrics"] if m["metric_name"] == chart["params"]["metric"]]
+        sql = f"select {metric['expression']} as total from {dataset['table_name']}"
+        totals[metric["metric_name"]] = _query(settings, sql).total[0]
+    frame = requests_frame(lines)
+    assert totals["sum_requests"] == len(frame)
+    assert totals["sum_predictions"] == frame.predictions.sum() > len(frame)
