@@ -17,6 +17,7 @@ Run on its own with `pytest -m spark -s` (it prints both build times).
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from inferwatch import pipeline, transform
 from inferwatch.anomaly.score import score_days
 from inferwatch.lake import Lake
 from inferwatch.simulate import simulate
+from raw_reader import read_lines
 
 pytestmark = pytest.mark.spark
 
@@ -70,6 +72,39 @@ class Builds:
             return con.sql(sql).df()
 
 
+#: What a batched line carries per element instead of at the top level.
+PER_PREDICTION = ("input_features", "prediction", "confidence")
+
+
+def _add_batched_object(lake_dir: Path, size: int = 3, batches: int = 40) -> None:
+    """Batched requests (README: The log contract): well-formed simulated lines regrouped
+    ``size`` at a time into ``batch`` lines (new event ids), so both engines unnest them."""
+    eligible = []
+    for path in sorted((lake_dir / "raw").rglob("*.jsonl*")):
+        for text in read_lines(path):
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            confidence = line.get("confidence") if isinstance(line, dict) else None
+            if isinstance(line.get("input_features") if isinstance(line, dict) else None, dict) \
+                    and isinstance(confidence, float) and 0 <= confidence <= 1:  # fmt: skip
+                eligible.append(line)
+        if len(eligible) >= size * batches:
+            break
+    out = []
+    for number in range(batches):
+        group = eligible[number * size : (number + 1) * size]
+        line = {k: v for k, v in group[0].items() if k not in PER_PREDICTION}
+        line["event_id"] = f"batched-{number}"
+        line.pop("request_id", None)  # ground truth keeps joining the original lines
+        line["batch"] = [{k: g[k] for k in PER_PREDICTION if k in g} for g in group]
+        out.append(json.dumps(line))
+    target = lake_dir / "raw" / "batched" / "part-0.jsonl"
+    target.parent.mkdir(parents=True)
+    target.write_text("\n".join(out) + "\n")
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory, request) -> Builds:
     """The same selection built by each engine over one small simulated lake, full refresh.
@@ -79,6 +114,7 @@ def builds(tmp_path_factory, request) -> Builds:
     root = tmp_path_factory.mktemp("spark-lake")
     simulate(str(root / "lake"), truth_dir=root / "truth", start=START, end=END,
              events=EVENTS, seed=3)  # fmt: skip
+    _add_batched_object(root / "lake")
     lake = Lake(str(root / "lake"))
     duck_settings = settings_for(lake.url, root / "duckdb_target")
     ingested = pipeline.ingest(duck_settings, lake, pipeline.discover(lake), "spark")
@@ -161,23 +197,26 @@ def test_build_times_are_reported(builds):
 
 def test_fct_inferences_same_events(builds):
     sql = "select model, model_version, event_day, count(*) as n, count(distinct event_id) as ids, "
-    sql += "count(*) filter (where status = 'error') as errors from {} group by all"
+    sql += "count(*) filter (where status = 'error') as errors, "
+    sql += "cast(sum(predictions) as bigint) as predictions from {} group by all"
     duck = builds.duck(sql.format("fct_inferences"))
     spark = builds.spark("fct_inferences", sql.format("t"))
     merged = _joined(duck, spark, ["model", "model_version", "event_day"])
-    _assert_equal(merged, ["n", "ids", "errors"])
+    _assert_equal(merged, ["n", "ids", "errors", "predictions"])
     assert duck["n"].sum() == duck["ids"].sum() > 0
+    assert duck["predictions"].sum() > duck["n"].sum()  # the batched lines are in
 
 
 def test_inference_hourly(builds):
     keys = ["model", "model_version", "endpoint", "hour"]
     duck = builds.duck("select * from mart_inference_hourly")
     merged = _joined(duck, builds.spark("mart_inference_hourly"), keys)
-    _assert_equal(merged, ["requests", "errors", "distinct_users"])
+    _assert_equal(merged, ["requests", "predictions", "errors", "distinct_users"])
     _assert_close(
         merged,
-        ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "error_rate"],
-    )
+        ["latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms", "error_rate",
+         "confidence_mean"],
+    )  # fmt: skip
 
 
 def test_latency_daily_from_buckets(builds):
@@ -218,9 +257,9 @@ def test_client_usage_daily(builds):
     )
     _assert_equal(
         merged,
-        ["requests", "errors", "distinct_users", "prompt_tokens", "completion_tokens",
-         "events_cost_reported", "events_cost_estimated", "cost_source", "top_country",
-         "top_country_requests"],
+        ["requests", "predictions", "errors", "distinct_users", "prompt_tokens",
+         "completion_tokens", "events_cost_reported", "events_cost_estimated", "cost_source",
+         "top_country", "top_country_requests"],
     )  # fmt: skip
     _assert_close(merged, ["latency_mean_ms", "latency_p95_ms", "cost_usd", "error_rate"])
 

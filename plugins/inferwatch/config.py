@@ -170,6 +170,9 @@ class IngestLimits:
     #: Distinct ``input_features`` names per model in one run; a line bringing more is
     #: quarantined.
     max_features_per_model: int = 500
+    #: Predictions one batched line may carry (``batch`` elements); a longer batch is
+    #: quarantined as ``batch too large (over N predictions)``.
+    max_batch: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> IngestLimits:
@@ -177,7 +180,7 @@ class IngestLimits:
         return cls(**{
             name: int(env.get(f"INFERWATCH_{name.upper()}") or getattr(default, name))
             for name in ("max_object_bytes", "max_inflated_bytes", "max_models_per_run",
-                         "max_features_per_model")
+                         "max_features_per_model", "max_batch")
         })  # fmt: skip
 
 

@@ -1,4 +1,9 @@
-{{ config(**incremental_events_config()) }}
+{#- a table built before batched requests gains their columns in place (macros/predictions.sql),
+    outside the build's transaction -#}
+{%- set add_columns = "{{ add_columns_in_place({
+    'predictions': ['integer', '1'], 'batch_elements': [batch_elements_type(), none],
+}) }}" %}
+{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_events_config()) }}
 {%- set kept_rows = kept_by_this_build('existing', ref('stg_inference_events')) %}
 
 -- One row per distinct event. The first object an event arrived in owns it; a rewritten

@@ -23,10 +23,11 @@ version_hours as (
         model_version,
         hour,
         sum(requests) as requests,
+        sum(predictions) as predictions,
         sum(errors) as errors,
-        -- request-weighted across endpoints (exact for one-endpoint models)
-        sum(confidence_mean * requests)
-        / nullif(sum(requests) filter (where confidence_mean is not null), 0) as confidence_mean
+        -- prediction-weighted across endpoints (exact for one-endpoint models)
+        sum(confidence_mean * predictions)
+        / nullif(sum(predictions) filter (where confidence_mean is not null), 0) as confidence_mean
     from hourly
     group by model, model_version, hour
 
@@ -109,7 +110,7 @@ version_series as (
         version_hours.hour,
         'confidence_mean' as metric,
         version_hours.confidence_mean as metric_value,
-        version_hours.requests as sample_size
+        version_hours.predictions as sample_size
     from version_hours
     where version_hours.confidence_mean is not null
     union all

@@ -1,11 +1,15 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+{#- a table built before batched requests gains their columns in place (macros/predictions.sql),
+    outside the build's transaction -#}
+{%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
+{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
 
--- Usage per client, endpoint, model and UTC day: requests, errors, latency, users, tokens
--- and cost. Cost is the event's own usage.cost_usd when it has one, else its tokens at the
--- model's price (seed model_prices). Latency and cost are summed as exact decimals, so the
--- figures do not depend on row order (a day-by-day build equals a full one bit for bit).
--- Incremental by UTC day, like mart_inference_hourly.
+-- Usage per client, endpoint, model and UTC day: requests, predictions (a batched request
+-- counts one per element), errors, latency, users, tokens and cost. Cost is the event's own
+-- usage.cost_usd when it has one, else its tokens at the model's price (seed model_prices).
+-- Latency and cost are summed as exact decimals, so the figures do not depend on row order (a
+-- day-by-day build equals a full one bit for bit). Incremental by UTC day, like
+-- mart_inference_hourly.
 with events as (
 
     {{ events_of_touched_days() }}
@@ -32,6 +36,7 @@ usage_fields as (
         events.model,
         events.event_day,
         events.status,
+        events.predictions,
         events.latency_ms,
         try_cast(events.latency_ms as decimal(38, 9)) as latency_ms_exact,
         events.user_hash,
@@ -82,6 +87,7 @@ daily as (
         event_day,
         ---------- traffic
         count(*) as requests,
+        cast(sum(predictions) as bigint) as predictions,
         count(*) filter (where status = 'error') as errors,
         count(distinct user_hash) as distinct_users,
         ---------- latency (exact within the day)
@@ -152,6 +158,7 @@ final as (
         daily.model,
         daily.event_day,
         daily.requests,
+        daily.predictions,
         daily.errors,
         daily.distinct_users,
         daily.latency_mean_ms,

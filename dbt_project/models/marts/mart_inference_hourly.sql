@@ -1,11 +1,36 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+{#- a table built before batched requests gains their columns in place (macros/predictions.sql),
+    outside the build's transaction -#}
+{%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
+{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
+{#- the touched days' requests as a query of its own for predictions_of (see there) #}
+{%- set touched_requests = '(' ~ events_of_touched_days() ~ ')' %}
 
--- Requests, errors and latency per model, version, endpoint and hour. Each build recomputes
--- whole days: the days whose events arrived since the last build (late data included).
+-- Requests, predictions, errors and latency per model, version, endpoint and hour. Each build
+-- recomputes whole days: the days whose events arrived since the last build (late data
+-- included). Confidence is averaged over predictions (every element of a batched request).
 with events as (
 
     {{ events_of_touched_days() }}
+
+),
+
+predictions as (
+
+    {{ predictions_of(touched_requests, ['model', 'model_version', 'endpoint', 'event_ts']) }}
+
+),
+
+confidence_hourly as (
+
+    select
+        model,
+        model_version,
+        coalesce(endpoint, 'unknown') as endpoint,
+        date_trunc('hour', event_ts) as hour,
+        avg(confidence) as confidence_mean
+    from predictions
+    group by model, model_version, coalesce(endpoint, 'unknown'), date_trunc('hour', event_ts)
 
 ),
 
@@ -26,15 +51,14 @@ hourly as (
         event_day,
         ---------- counts
         count(*) as requests,
+        cast(sum(predictions) as bigint) as predictions,
         count(*) filter (where status = 'error') as errors,
         count(distinct user_hash) as distinct_users,
         ---------- latency (exact within the hour; see mergeable buckets for other ranges)
         {{ quantile('latency_ms', 0.50) }} as latency_p50_ms,
         {{ quantile('latency_ms', 0.95) }} as latency_p95_ms,
         {{ quantile('latency_ms', 0.99) }} as latency_p99_ms,
-        avg(latency_ms) as latency_mean_ms,
-        ---------- outputs
-        avg(confidence) as confidence_mean
+        avg(latency_ms) as latency_mean_ms
     from events
     group by model, model_version, coalesce(endpoint, 'unknown'), date_trunc('hour', event_ts), event_day
 
@@ -44,9 +68,16 @@ final as (
 
     select
         hourly.*,
-        errors / requests as error_rate,
+        ---------- outputs (over predictions)
+        confidence_hourly.confidence_mean,
+        hourly.errors / hourly.requests as error_rate,
         watermark.source_watermark
     from hourly
+    left join confidence_hourly
+        on hourly.model = confidence_hourly.model
+            and hourly.model_version = confidence_hourly.model_version
+            and hourly.endpoint = confidence_hourly.endpoint
+            and hourly.hour = confidence_hourly.hour
     cross join watermark
 
 )

@@ -28,6 +28,7 @@ traffic as (
         min(event_ts) as first_seen,
         max(event_ts) as last_seen,
         count(*) as requests,
+        sum(predictions) as predictions,
         count(*) filter (where status = 'error') as errors,
         {{ quantile('latency_ms', 0.95) }} as latency_p95_ms
     from events
@@ -156,6 +157,7 @@ joined as (
         traffic.first_seen,
         traffic.last_seen,
         coalesce(traffic.requests, 0) as requests,
+        cast(coalesce(traffic.predictions, 0) as bigint) as predictions,
         coalesce(traffic.errors, 0) as errors,
         traffic.latency_p95_ms,
         ---------- drift

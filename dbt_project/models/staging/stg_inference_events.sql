@@ -1,8 +1,11 @@
+{%- set optional_columns = {'predictions': 'int', 'batch_elements': batch_elements_type()} -%}
+
 -- Accepted events of the current version of each raw object (rewritten objects' old rows
 -- stay in bronze but drop out here).
 with events as (
 
-    select * from {{ source('bronze', 'events') }}
+    -- bronze written before batched requests lacks predictions and batch_elements: null
+    {{ with_optional_columns(source('bronze', 'events'), optional_columns) }}
 
 ),
 
@@ -37,6 +40,9 @@ select
     events.latency_ms,
     events.confidence,
     events.prediction,
+    ---------- batched requests: predictions per request, and each one's inputs and outputs
+    coalesce(events.predictions, 1) as predictions,
+    events.batch_elements,
     ---------- nested (JSON text)
     events.input_features,
     events.geo_country,

@@ -61,7 +61,7 @@ EVENT_COLUMNS = """
     event_id, request_id, model, model_version, endpoint, client_id, user_hash,
     event_ts, status, error_type, error_message, retry_count, fallback,
     latency_ms, confidence, prediction, input_features, geo_country, geo_region,
-    resources, model_metadata, usage, schema_version, extra,
+    resources, model_metadata, usage, schema_version, extra, predictions, batch_elements,
     object_key, line_number, batch_id, ingested_at
 """
 LABEL_COLUMNS = """
@@ -216,6 +216,7 @@ def ingest(
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
                 producers=producers, target=target, memory_limit=memory_limit, guard=guard,
+                max_batch=limits.max_batch,
             )  # fmt: skip
             if progress:
                 progress(
@@ -261,6 +262,7 @@ def _ingest_chunk(
     target: Target = EVENTS,
     memory_limit: str | None = None,
     guard: CardinalityGuard | None = None,
+    max_batch: int | None = None,
 ) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
@@ -279,7 +281,7 @@ def _ingest_chunk(
         else:
             parse_lines(
                 con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key,
-                guard=guard,
+                guard=guard, max_batch=max_batch,
             )  # fmt: skip
             hashes = "left join user_hashes using (user_id)"
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
@@ -368,15 +370,17 @@ def parse_lines(
     producers: ProducerMap | None,
     user_hash_key: bytes,
     guard: CardinalityGuard | None = None,
+    max_batch: int | None = None,
 ) -> None:
     """Numbered raw lines → the temp table ``parsed`` (+ ``user_hashes``); ingest and replay
     share it so that a replayed line is judged exactly as a new one would be. ``guard``
     quarantines the lines over a run's cardinality limits (before ``settle``, so a request an
-    adapter folded into a refused event shares its fate)."""
+    adapter folded into a refused event shares its fate); ``max_batch`` caps the predictions of
+    a batched line (default: ``INFERWATCH_MAX_BATCH``)."""
     con.register("raw_lines", raw_lines)
     # Other producers' records become contract lines first (one parse path for all).
     adapted = prepare_lines(con, keys, producers)
-    parse(con)
+    parse(con, max_batch=max_batch)
     if guard is not None:
         guard.apply(con)
     settle(con, adapted)
@@ -562,11 +566,20 @@ _FIRST_SEEN = "{'k': object_key, 'n': line_number}"
 
 
 def _line_features() -> str:
-    """One row per accepted line and ``input_features`` name."""
+    """One row per accepted line and ``input_features`` name (a batched line's names are
+    those of its elements' input_features)."""
     return f"""
         select object_key, line_number, model, unnest(json_keys(input_features)) as feature
         from parsed
         where {_ACCEPTED} and starts_with(input_features, '{{')
+        union all
+        select object_key, line_number, model, unnest(json_keys(element.input_features))
+        from (
+            select object_key, line_number, model, unnest(batch_elements) as element
+            from parsed
+            where {_ACCEPTED} and batch_elements is not null
+        )
+        where starts_with(element.input_features, '{{')
     """
 
 

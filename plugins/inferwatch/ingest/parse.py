@@ -19,6 +19,7 @@ import os
 import duckdb
 
 from inferwatch import names
+from inferwatch.config import IngestLimits
 from inferwatch.ingest.pii import (
     PII_ANY_PATTERN,
     SCRUB_JSON_FUNCTION,
@@ -66,12 +67,20 @@ def _configured_keys() -> int:
     return max(1, int(os.environ.get("INFERWATCH_MAX_KEYS") or DEFAULT_MAX_KEYS))
 
 
+def _configured_batch() -> int:
+    """Predictions one batched line may carry (``INFERWATCH_MAX_BATCH``, read at each parse)."""
+    return max(1, IngestLimits.from_env(dict(os.environ)).max_batch)
+
+
 #: Contract fields (the ``j`` struct's fields below).
 FIELDS = [
     "timestamp", "model", "model_version", "event_id", "request_id", "endpoint", "client_id",
     "user_id", "input_features", "prediction", "confidence", "latency_ms", "status", "error",
     "retry_count", "fallback", "geo", "resources", "model_metadata", "usage", "schema_version",
+    "batch",
 ]  # fmt: skip
+#: What a batched line carries per element (``batch``) instead of at the top level.
+PER_PREDICTION = ("input_features", "prediction", "confidence")
 
 
 # ---------------------------------------------------------------- typing a field
@@ -228,7 +237,7 @@ def _extra(scrub: Scrubbed) -> str:
     return f"nullif({scrub.json('unknown_fields')}, '{{}}')"
 
 
-def _reason(cap: int) -> str:
+def _reason(cap: int, max_batch: int) -> str:
     def wrong(field: str, allowed: str) -> str:
         return f"{_present(field)} and not ({allowed})"
 
@@ -286,7 +295,98 @@ def _reason(cap: int) -> str:
             f"duplicate key in {field}",
             f"{_is_object(obj)} and {_suspect(obj)} and {_has_duplicate_keys(f'json_keys({obj})')}",
         ))  # fmt: skip
+    checks += _batch_checks(max_batch)
     return _case(checks)
+
+
+# ---------------------------------------------------------------- batched requests
+# A line with ``batch`` is one request of len(batch) predictions (README: The log contract).
+# Its elements are checked by the rules of the top-level fields they stand for, each fault
+# naming the first element that has it; lines without ``batch`` (nearly all) meet NULL
+# everywhere here.
+#: The column (of ``timed``) holding the raw elements as JSON texts; NULL without ``batch``.
+_ELEMENTS = "batch_raw"
+#: The element a lambda over ``_ELEMENTS`` reads.
+_E = "iw_e"
+
+
+def _member(name: str) -> str:
+    """An element's member as JSON, NULL when absent or a JSON null (as for top-level fields)."""
+    return f"nullif({_E} -> '$.{name}', 'null'::JSON)"
+
+
+def _element_check(condition: str, before: str, after: str) -> tuple[str, str]:
+    """A check failing when ``condition`` holds for an element: ``before[i]after`` names the
+    first such element (0-based)."""
+    index = (
+        f"list_position(list_transform({_ELEMENTS}, {_E} -> coalesce({condition}, false)),"
+        " true) - 1"
+    )
+    reason = _Sql(f"{sql_literal(before + '[')} || ({index}) || {sql_literal(']' + after)}")
+    return reason, f"({index}) is not null"
+
+
+def _batch_checks(max_batch: int) -> list[tuple[str, str]]:
+    batch, max_keys = _f("batch"), _configured_keys()
+    features, confidence = _member("input_features"), _member("confidence")
+    feature_keys = f"json_keys(case when {_is_object(features)} then {features} end)"
+    top_level = " or ".join(_present(name) for name in PER_PREDICTION)
+    return [
+        ("wrong type: batch (array)", f"{_present('batch')} and not {_is_array(batch)}"),
+        ("batch is empty", f"{_is_array(batch)} and json_array_length({batch}) = 0"),
+        (f"batch too large (over {max_batch} predictions)",
+         f"{_is_array(batch)} and json_array_length({batch}) > {max_batch}"),
+        ("batch with top-level input_features/prediction/confidence",
+         f"{_present('batch')} and ({top_level})"),
+        _element_check(f"not {_is_object(_E)}", "wrong type: batch", " (object)"),
+        # only lines long enough to hold that many keys are looked into (see _width_checks)
+        _element_check(f"strlen(txt) > {4 * max_keys} and len(json_keys({_E})) > {max_keys}",
+                       f"too many keys (over {max_keys} in batch", ")"),
+        _element_check(f"strlen(txt) > {4 * max_keys} and len({feature_keys}) > {max_keys}",
+                       f"too many keys (over {max_keys} in batch", ".input_features)"),
+        _element_check(_has_duplicate_keys(f"json_keys({_E})"), "duplicate key in batch", ""),
+        _element_check(_has_duplicate_keys(feature_keys),
+                       "duplicate key in batch", ".input_features"),
+        _element_check(f"{features} is not null and not {_is_object(features)}",
+                       "wrong type: batch", ".input_features (object)"),
+        _element_check(f"len(list_filter({feature_keys}, k -> {_invalid('feature', 'k')})) > 0",
+                       "invalid name: batch", f".input_features key {NAME_RULES}"),
+        _element_check(f"{confidence} is not null and not {_is_number(confidence)}",
+                       "wrong type: batch", ".confidence (number)"),
+        _element_check(
+            f"{confidence} is not null and not (try_cast({confidence} as DOUBLE) between 0 and 1)",
+            "out of range: batch", ".confidence (0..1)"),
+    ]  # fmt: skip
+
+
+def _batch_raw() -> str:
+    """The ``batch_raw`` column: the raw elements as JSON texts (what the checks read)."""
+    batch = _f("batch")
+    return f"""case when {_is_array(batch)} then json_transform({batch}, '["JSON"]') end"""
+
+
+def _batch_column(scrub: Scrubbed) -> str:
+    """The ``batch_elements`` column bronze stores (not ``batch``: DuckDB reads the folder
+    ``batch=<id>/`` as a column of that name): the PII-scrubbed elements as a list of structs
+    (input_features as JSON, prediction spelled as the top-level column spells it, confidence,
+    and the element's other keys as JSON in ``extra``); NULL without ``batch``."""
+    features, prediction = _member("input_features"), _member("prediction")
+    others = "{" + ", ".join(f'"{name}": null' for name in PER_PREDICTION) + "}"
+    element = f"""struct_pack(
+        input_features := case when {_is_object(features)} then {features} end,
+        prediction := case when {_is_string(prediction)} then {prediction} ->> '$'
+                           else {prediction}::VARCHAR end,
+        confidence := try_cast({_member("confidence")} as DOUBLE),
+        extra := nullif(json_merge_patch({_E}, '{others}'), '{{}}'::JSON)
+    )"""
+    return f"""case when {_present("batch")} then list_transform(
+        json_transform({scrub.json("batch", _is_array)}, '["JSON"]'), {_E} -> {element}) end"""
+
+
+def _predictions() -> str:
+    """Predictions the line stands for: one per batch element, else one."""
+    batch = _f("batch")
+    return f"case when {_present('batch')} then json_array_length({batch}) else 1 end::INTEGER"
 
 
 def _line_checks(cap: int) -> list[tuple[str, str]]:
@@ -388,9 +488,16 @@ def _name_checks() -> list[tuple[str, str]]:
     ]  # fmt: skip
 
 
+class _Sql(str):
+    """A reason computed in SQL (one that names the batch element at fault), not a literal."""
+
+
 def _case(checks: list[tuple[str, str]]) -> str:
     """The first failing check's reason (NULL conditions count as passing, as in CASE)."""
-    whens = "\n".join(f"when {cond} then {sql_literal(reason)}" for reason, cond in checks)
+    whens = "\n".join(
+        f"when {cond} then {reason if isinstance(reason, _Sql) else sql_literal(reason)}"
+        for reason, cond in checks
+    )
     return f"case {whens} end"
 
 
@@ -458,8 +565,11 @@ def _quarantined_line() -> str:
     case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256"""
 
 
-def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
+def parse_sql(
+    source: str = "lines", max_line_bytes: int | None = None, max_batch: int | None = None
+) -> str:
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    max_batch = int(max_batch if max_batch is not None else _configured_batch())
     error = _f("error")
     error_text = (
         f"case when {_is_object(error)} then {error} ->> '$.message'"
@@ -472,7 +582,7 @@ def parse_sql(source: str = "lines", max_line_bytes: int | None = None) -> str:
     geo = _f("geo")
     scrub = Scrubbed({
         **{f: _f(f) for f in ("event_id", "request_id", "endpoint", "client_id", "prediction",
-                              "input_features", "resources", "model_metadata", "usage")},
+                              "input_features", "resources", "model_metadata", "usage", "batch")},
         "unknown_fields": "unknown_fields",
         # only what is stored of error and geo (geo.ip is dropped, not scrubbed)
         **{f: f"to_json({f})" for f in ("error_type", "error_message", "geo_country", "geo_region")},
@@ -483,11 +593,11 @@ create or replace temp table parsed as
 with {_line_ctes(source, cap, FIELDS)},
 timed as (
     select *, {_timestamp_sql(_f("timestamp"))} as event_ts, {_text("model")} as model_text,
-        {_unknown_fields(FIELDS)} as unknown_fields
+        {_unknown_fields(FIELDS)} as unknown_fields, {_batch_raw()} as {_ELEMENTS}
     from extracted
 ),
 judged as (
-    select *, case when is_blank then null else {_reason(cap)} end as reason
+    select *, case when is_blank then null else {_reason(cap, max_batch)} end as reason
     from timed
 ),
 stored as (
@@ -531,6 +641,9 @@ select
          else {_f("prediction")}::VARCHAR end as prediction,
     -- nested, PII-scrubbed
     {scrub.json("input_features")} as input_features,
+    -- batched requests: one prediction per element (NULL batch: the line is one prediction)
+    {_predictions()} as predictions,
+    {_batch_column(scrub)} as batch_elements,
     {scrub.text("geo_country", "geo_country")} as geo_country,
     {scrub.text("geo_region", "geo_region")} as geo_region,
     {scrub.json("resources")} as resources,
@@ -546,12 +659,15 @@ from scrubbed
 
 
 def parse(
-    con: duckdb.DuckDBPyConnection, source: str = "lines", max_line_bytes: int | None = None
+    con: duckdb.DuckDBPyConnection,
+    source: str = "lines",
+    max_line_bytes: int | None = None,
+    max_batch: int | None = None,
 ) -> None:
     """Create the temp table ``parsed`` from the relation ``source``."""
     con.execute("set TimeZone = 'UTC'")
     register_functions(con)
-    con.execute(parse_sql(source, max_line_bytes))
+    con.execute(parse_sql(source, max_line_bytes, max_batch))
 
 
 # ---------------------------------------------------------------- ground-truth labels

@@ -224,7 +224,8 @@ def _replay_chunk(
                     and everything.line_number = previous.line_number
         """).to_arrow_table()
         # DuckDB's result comes in 2,048-row batches whatever the lines' length: bound them
-        parse_lines(con, bounded_batches(selected), keys, producers, user_hash_key, guard=guard)
+        parse_lines(con, bounded_batches(selected), keys, producers, user_hash_key, guard=guard,
+                    max_batch=limits.max_batch)  # fmt: skip
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
         con.execute("""
