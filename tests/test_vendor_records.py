@@ -3,8 +3,9 @@ vendors write them): each maps onto the contract with default settings (docs/pro
 
 Records of one instance are checked end to end through ingest (bronze rows); records of several
 instances at the level of the rewritten contract lines (``prepare_lines``): one line with a
-``batch`` array, whose loading is the parser's (docs/contract.md). Expected values are computed
-here from the samples' own payloads, not copied from the adapters' output."""
+``batch`` array, and end to end as one bronze event of n predictions (docs/contract.md).
+Expected values are computed here from the samples' own payloads, not copied from the adapters'
+output."""
 
 from __future__ import annotations
 
@@ -328,3 +329,21 @@ def test_vendor_records_that_cannot_be_mapped_get_the_adapters_reason(tmp_path):
         "raw/llm/cut_stream.jsonl": "openai_usage: stream event with no final response event"
         " after it in its file",
     }
+
+
+def test_batched_vendor_records_land_as_one_request_of_n_predictions(landed, rewritten):
+    """End to end: every adapted line with a ``batch`` of n elements is one bronze event with
+    ``predictions`` = n and its n elements' features, in the order of the vendor's instances."""
+    batched = {
+        key_line: entry["line"]["batch"]
+        for key_line, entry in rewritten.items()
+        if entry["line"] and "batch" in entry["line"] and not entry["merged"]
+    }
+    assert len(batched) >= 5  # SageMaker CSV/BASE64/JSON/JSON Lines, KServe, Seldon, Vertex AI
+    for (key, number), batch in batched.items():
+        event = by_line(landed, key)[number]
+        assert event["predictions"] == len(batch), (key, number)
+        stored = [json.loads(e["input_features"]) for e in event["batch_elements"]]
+        assert stored == [e.get("input_features") for e in batch], (key, number)
+        confidences = [e["confidence"] for e in event["batch_elements"]]
+        assert confidences == [e.get("confidence") for e in batch], (key, number)
