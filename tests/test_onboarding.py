@@ -168,6 +168,21 @@ def write_labels(lake: Path, events: pd.DataFrame) -> pd.DataFrame:
     return labelled
 
 
+def write_regressor_labels(lake: Path, events: pd.DataFrame) -> pd.DataFrame:
+    """Ground truth (a number) for every other eta_scorer event."""
+    labelled = events[events["model"] == OTHER].iloc[::2].copy()
+    labelled["label"] = np.round(np.linspace(0.5, 3.5, len(labelled)), 3)
+    path = lake / "labels" / OTHER / "2025" / "05" / "03" / "part-0.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "".join(
+            json.dumps({"event_id": e, "label": lab, "labeled_at": "2025-05-03T06:00:00Z"}) + "\n"
+            for e, lab in zip(labelled["event_id"], labelled["label"], strict=True)
+        )
+    )
+    return labelled
+
+
 # ---------------------------------------------------------------- independent figures
 def psi(production: np.ndarray, reference: np.ndarray) -> float:
     p, q = np.maximum(production, FLOOR), np.maximum(reference, FLOOR)
@@ -261,11 +276,19 @@ def onboarded(tmp_path_factory):
     )  # fmt: skip
     # 4. check: what the next run will do
     out["check"] = inferwatch("model", "check", MODEL, "v1", env=env)
+    # eta_scorer's team registered an earlier version as a regressor (and forgot v1): the
+    # registry's task is how the performance marts score the model (no seed row names it)
+    out["register_regressor"] = inferwatch(
+        "model", "register", OTHER, "v0", "--git-commit", "1a2b3c4",
+        "--training-data-hash", "sha256:0", "--deployed-at", "2025-04-01T00:00:00Z",
+        "--metric", "mae=0.4", "--task", "regression", env=env,
+    )  # fmt: skip
 
     # 5. logs and labels arrive, 6. the pipeline runs
     out["events"] = events = production_events()
     write_logs(lake, events)
     out["labels"] = write_labels(lake, events)
+    out["regressor_labels"] = write_regressor_labels(lake, events)
     # the guide's `inferwatch run`, as the DAG's tasks call the steps (tests/pipeline_steps.py)
     settings = settings_for(str(lake), data_dir)
     run_steps(settings, Lake(str(lake)), "onboarding")
@@ -403,6 +426,29 @@ def test_performance_figures(onboarded):
         assert row.accuracy == pytest.approx((mine["label"] == mine["prediction"]).mean())
         if row.model_version == "v1":
             assert row.training_accuracy == pytest.approx(0.87)
+
+
+def test_a_regressor_registered_with_its_task_is_scored_as_one(onboarded):
+    """No seed row names eta_scorer; its registry entry's `--task regression` makes the
+    performance mart report MAE and RMSE for it, not accuracy."""
+    code, text = onboarded["register_regressor"]
+    assert code == 0, text
+    rows = serving(
+        onboarded,
+        f"select * from mart_model_performance_daily where model = '{OTHER}' order by day",
+    )
+    labels = onboarded["regressor_labels"]
+    labels = labels.assign(day=[t.date() for t in labels["event_ts"]])
+    assert len(rows) == 2  # two days of traffic
+    for row in rows.itertuples():
+        day = row.day.date() if hasattr(row.day, "date") else row.day
+        mine = labels[labels["day"] == day]
+        errors = 1.5 - mine["label"].to_numpy()  # eta_scorer always predicts 1.5
+        assert row.task == "regression"
+        assert row.accuracy is None or np.isnan(row.accuracy)
+        assert row.labelled_predictions == len(mine)
+        assert row.mae == pytest.approx(np.abs(errors).mean())
+        assert row.rmse == pytest.approx(np.sqrt((errors**2).mean()))
 
 
 def test_inputs_and_outputs_distributions_and_psi(onboarded):

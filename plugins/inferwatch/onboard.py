@@ -558,6 +558,11 @@ def drift_facts(model: str) -> Finding:
 
 def performance_facts(model: str, entry: dict | None, reference: pa.Table | None) -> list[Finding]:
     task, source = model_setting("performance_thresholds", model, "task")
+    declared = (entry or {}).get("task")
+    # The seed's own row wins, then the registry's task, then the seed's default (the
+    # dbt macro model_settings reads them in the same order).
+    if declared in TASKS and not source.endswith(f"row {model}"):
+        task, source = declared, "registry entry's task"
     findings = [
         Finding(
             "ok",
@@ -566,15 +571,13 @@ def performance_facts(model: str, entry: dict | None, reference: pa.Table | None
             "whose labels arrive under labels/ (docs/labels.md), by prediction day",
         )
     ]
-    declared = (entry or {}).get("task")
     if declared and declared != task:
         findings.append(
             Finding(
                 "warning",
                 "performance",
-                f"the registry says {declared} but the "
-                f"pipeline will score it as {task}: add a row `{model},{declared},,,,,` "
-                "to dbt_project/seeds/performance_thresholds.csv",
+                f"the registry says {declared} but the pipeline will score it as {task} "
+                f"({source})",
             )
         )
     if entry is not None:

@@ -44,6 +44,8 @@ entries as (
         {{ try_utc_timestamp(json_text('entry', 'deployed_at')) }} as deployed_at,
         {{ json_member('entry', 'training_metrics') }} as training_metrics,
         {{ json_member('entry', 'params') }} as params,
+        ---------- settings
+        {{ json_text('entry', 'task') }} as task,
         registry_path
     from parsed
 
@@ -67,6 +69,7 @@ select
     deployed_at,
     training_metrics,
     params,
+    task,
     registry_path
 from ranked
 where path_rank = 1
