@@ -576,8 +576,7 @@ def performance_facts(model: str, entry: dict | None, reference: pa.Table | None
             Finding(
                 "warning",
                 "performance",
-                f"the registry says {declared} but the pipeline will score it as {task} "
-                f"({source})",
+                f"the registry says {declared} but the pipeline will score it as {task} ({source})",
             )
         )
     if entry is not None:
