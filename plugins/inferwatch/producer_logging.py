@@ -49,6 +49,7 @@ CONTRACT_FIELDS = (
     "timestamp", "model", "model_version", "event_id", "request_id", "endpoint", "client_id",
     "user_id", "input_features", "prediction", "confidence", "latency_ms", "status", "error",
     "retry_count", "fallback", "geo", "resources", "model_metadata", "usage", "schema_version",
+    "batch",
 )  # fmt: skip
 
 OPEN_SUFFIX = ".open"
