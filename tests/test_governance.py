@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -92,6 +93,15 @@ def _database_tokens(path: Path) -> set[str]:
     return tokens
 
 
+def _sqlite_bytes(path: Path) -> bytes:
+    """A live SQLite file's bytes, read through SQLite: a plain open and close of the file in
+    this process would drop the POSIX locks of the process's own SQLite connections to it
+    (Airflow's session), and a write by another process could then meet a stale page cache
+    here ("database disk image is malformed")."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        return con.serialize()
+
+
 def haystacks(roots: list[Path], skip: tuple[Path, ...]) -> dict[str, set[str]]:
     """``{file: tokens}`` of every file under ``roots``: DuckDB files table by table (views
     too), Parquet through DuckDB, everything else as text (gzip opened)."""
@@ -105,6 +115,8 @@ def haystacks(roots: list[Path], skip: tuple[Path, ...]) -> dict[str, set[str]]:
                     out[str(path)] = _database_tokens(path)
                 elif path.suffix == ".parquet":
                     out[str(path)] = _duckdb_tokens(scratch, f"read_parquet('{path}')")
+                elif path.suffix == ".db":
+                    out[str(path)] = _text_tokens(_sqlite_bytes(path))
                 else:
                     out[str(path)] = _text_tokens(path.read_bytes())
     return out

@@ -42,6 +42,7 @@ import gzip
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -103,7 +104,13 @@ def airflow_template(tmp_path_factory, airflow_metadata_db) -> Path:
     keeps it): the session's metadata DB, unless another test left planted PII in it."""
     template = tmp_path_factory.mktemp("hostile-airflow")
     database = template / "airflow.db"
-    shutil.copy2(AIRFLOW_HOME / "airflow.db", database)
+    # through SQLite's backup API: a plain copy opens and closes the live file in this process,
+    # which drops the POSIX locks of the process's own connections to it (Airflow's session)
+    with (
+        contextlib.closing(sqlite3.connect(AIRFLOW_HOME / "airflow.db")) as source,
+        contextlib.closing(sqlite3.connect(database)) as copy,
+    ):
+        source.backup(copy)
     blob = database.read_bytes()
     if any(pii.encode() in blob for pii in grammar.PII):
         database.unlink()
