@@ -33,18 +33,36 @@ def lake_connection(conn_id: str):
     """Airflow connection ``conn_id`` as a task sees it (environment, secrets backends,
     metadata DB). Outside a task (`inferwatch check`, `rebuild`, …) Airflow's task SDK reads
     only the environment and secrets backends, so the metadata DB, where `airflow connections
-    add` puts it, is read through Airflow core."""
+    add` puts it, is read here in a session of our own that ends with the lookup: Airflow's
+    secrets lookup leaves a read transaction open on the metadata DB (on SQLite a shared lock
+    held for the life of the process, which a writer in another process then waits on)."""
     from airflow.sdk import BaseHook
 
     try:
         return BaseHook.get_connection(conn_id)
     except Exception as not_found:  # noqa: BLE001 - "not found" has several types
         try:
-            from airflow.models.connection import Connection
-
-            return Connection.get_connection_from_secrets(conn_id)
+            conn = _metadata_db_connection(conn_id)
         except Exception:  # noqa: BLE001 - no metadata DB here (a worker): the first answer
             raise not_found from None
+        if conn is None:
+            raise not_found from None
+        return conn
+
+
+def _metadata_db_connection(conn_id: str):
+    """The connection row from Airflow's metadata DB, detached, or None."""
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        conn = session.scalar(select(Connection).where(Connection.conn_id == conn_id))
+        if conn is not None:
+            session.expunge(conn)  # readable after the session commits and closes
+    # The pooled SQLite connection keeps its shared lock after the session ends: close it.
+    session.get_bind().dispose()
+    return conn
 
 
 #: Airflow connection whose password is the HMAC key for user ids (when the environment gives
