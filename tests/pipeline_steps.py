@@ -82,3 +82,17 @@ def marts(settings) -> dict[str, tuple]:
                 "lines_quarantined, lines_blank)::hugeint) from mart_ingestion"
             ).fetchone(),
         }
+
+
+def requests_by_version(truth_dir, warehouse_path) -> tuple[dict, dict]:
+    """(the simulator's truth, the warehouse's fct_inferences) as {(model, version): requests}:
+    what a test of a build over a simulated lake compares."""
+    import pandas as pd
+
+    truth = pd.read_csv(truth_dir / "daily.csv")
+    expected = truth.groupby(["model", "model_version"])["requests"].sum().to_dict()
+    with duckdb.connect(str(warehouse_path), read_only=True) as con:
+        rows = con.sql(
+            "select model, model_version, count(*) from fct_inferences group by all"
+        ).fetchall()
+    return expected, {(m, v): n for m, v, n in rows}

@@ -18,14 +18,13 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-import pandas as pd
 import pytest
 
 from inferwatch import pipeline
 from inferwatch.config import DBT_PROJECT_DIR, Settings
 from inferwatch.lake import Lake
 from inferwatch.simulate import simulate
+from pipeline_steps import requests_by_version
 
 
 def _dbt(*args: str):
@@ -90,13 +89,10 @@ def test_dbt_parse_build_and_docs_with_no_variable_set(checkout):
 
     built = _dbt("build", "--select", "+fct_inferences", "--exclude-resource-type", "unit_test")
     assert built.success, [str(r.message) for r in built.result if r.status != "success"]
-    truth = pd.read_csv(checkout / "truth" / "daily.csv")
-    expected = truth.groupby(["model", "model_version"])["requests"].sum().to_dict()
-    with duckdb.connect(str(data / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.sql(
-            "select model, model_version, count(*) from fct_inferences group by all"
-        ).fetchall()
-    assert {(m, v): n for m, v, n in rows} == expected
+    expected, built_counts = requests_by_version(
+        checkout / "truth", data / "warehouse" / "warehouse.duckdb"
+    )
+    assert built_counts == expected
 
     docs = _dbt("docs", "generate", "--select", "+fct_inferences")
     assert docs.success, docs.exception

@@ -80,10 +80,8 @@ def test_many_small_objects_ingest_within_a_small_memory_limit(tmp_path):
     """800 objects of 30 lines (~11 MB inflated) under a 160 MB DuckDB limit: before the fix
     one Arrow batch per object kept row groups per object (~0.6 MB each) and the run ran out
     of memory (the 1 GB default failed the same way at ~1,150 objects of 70 lines). The limit
-    is the parse's fixed working memory plus a margin, not a figure that grows with the
-    objects: the same limit holds for 1,600 objects. (It was 128 MB, with little margin: the
-    parse then failed at 96 MB. With `batch` in the contract, one more field of the one-pass
-    extraction and its columns, 128 MB fails and 160 MB passes.)"""
+    is the parse's fixed working memory plus a margin; it was 128 MB until the contract gained
+    `batch`, one more field in the parse's one-pass extraction."""
     lake = Lake(str(tmp_path / "lake"))
     expected = sum(
         write(lake, f"raw/2025/05/o{o:05d}.jsonl.gz", [event(o, i) for i in range(30)])

@@ -149,6 +149,19 @@ def write_logs(lake: Path, events: pd.DataFrame) -> None:
         path.write_text("".join(log_line(row) + "\n" for row in group.itertuples()))
 
 
+def write_label_file(lake: Path, model: str, labelled: pd.DataFrame) -> pd.DataFrame:
+    """``labelled``'s event_id and label as one label file of ``model`` (docs/labels.md)."""
+    path = lake / "labels" / model / "2025" / "05" / "03" / "part-0.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        "".join(
+            json.dumps({"event_id": e, "label": lab, "labeled_at": "2025-05-03T06:00:00Z"}) + "\n"
+            for e, lab in zip(labelled["event_id"], labelled["label"], strict=True)
+        )
+    )
+    return labelled
+
+
 def write_labels(lake: Path, events: pd.DataFrame) -> pd.DataFrame:
     """Ground truth for 60 % of parcel_router's events (docs/labels.md), right 85 % of the time."""
     rng = np.random.default_rng(13)
@@ -157,30 +170,14 @@ def write_labels(lake: Path, events: pd.DataFrame) -> pd.DataFrame:
     wrong = rng.random(len(labelled)) < 0.15
     shifted = [CLASSES[(CLASSES.index(p) + 1) % 3] for p in labelled["prediction"]]
     labelled["label"] = np.where(wrong, shifted, labelled["prediction"])
-    path = lake / "labels" / MODEL / "2025" / "05" / "03" / "part-0.jsonl"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        "".join(
-            json.dumps({"event_id": e, "label": lab, "labeled_at": "2025-05-03T06:00:00Z"}) + "\n"
-            for e, lab in zip(labelled["event_id"], labelled["label"], strict=True)
-        )
-    )
-    return labelled
+    return write_label_file(lake, MODEL, labelled)
 
 
 def write_regressor_labels(lake: Path, events: pd.DataFrame) -> pd.DataFrame:
     """Ground truth (a number) for every other eta_scorer event."""
     labelled = events[events["model"] == OTHER].iloc[::2].copy()
     labelled["label"] = np.round(np.linspace(0.5, 3.5, len(labelled)), 3)
-    path = lake / "labels" / OTHER / "2025" / "05" / "03" / "part-0.jsonl"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        "".join(
-            json.dumps({"event_id": e, "label": lab, "labeled_at": "2025-05-03T06:00:00Z"}) + "\n"
-            for e, lab in zip(labelled["event_id"], labelled["label"], strict=True)
-        )
-    )
-    return labelled
+    return write_label_file(lake, OTHER, labelled)
 
 
 # ---------------------------------------------------------------- independent figures

@@ -19,11 +19,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
-import pandas as pd
 import pytest
 
 from inferwatch.config import PROJECT_ROOT
+from pipeline_steps import requests_by_version
 
 #: What the wheel is built from (pyproject.toml, setup.py and MANIFEST.in say what goes in).
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "plugins", "dbt_project",
@@ -133,10 +132,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert written == [] and not (bundle / "dbt_project" / "target").exists()
 
     # The marts count what the simulator wrote (its truth, computed as it generated the logs).
-    truth = pd.read_csv(data / "truth" / "daily.csv")
-    expected = truth.groupby(["model", "model_version"])["requests"].sum().to_dict()
-    with duckdb.connect(str(data / "warehouse" / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.sql(
-            "select model, model_version, count(*) from fct_inferences group by all"
-        ).fetchall()
-    assert {(m, v): n for m, v, n in rows} == expected
+    expected, built_counts = requests_by_version(
+        data / "truth", data / "warehouse" / "warehouse.duckdb"
+    )
+    assert built_counts == expected
