@@ -149,13 +149,20 @@ class Scrubbed:
     def __init__(self, inputs: dict[str, str]):
         self.inputs = inputs
 
+    def texts(self) -> str:
+        return ", ".join(f"({expr})::VARCHAR" for expr in self.inputs.values())
+
+    def suspect(self) -> str:
+        """Could any of the fields hold PII (one test of all their texts)?"""
+        return f"regexp_matches(concat_ws(chr(1), {self.texts()}), {PII})"
+
     def ctes(self, source: str) -> str:
         """``screened`` (``pii_suspect``) and ``scrubbed`` (``clean``) over ``source``."""
-        texts = ", ".join(f"({expr})::VARCHAR" for expr in self.inputs.values())
+        texts = self.texts()
         # a lambda: its pattern is compiled once, not once per field
         suspect_only = f"t -> case when regexp_matches(t, {PII}) then t end"
         return f"""screened as (
-    select *, regexp_matches(concat_ws(chr(1), {texts}), {PII}) as pii_suspect
+    select *, {self.suspect()} as pii_suspect
     from {source}
 ),
 scrubbed as (
@@ -238,6 +245,30 @@ def _extra(scrub: Scrubbed) -> str:
 
 
 def _reason(cap: int, max_batch: int) -> str:
+    checks = [
+        *_line_checks(cap),
+        # before any check that reads an object's keys one by one
+        *_width_checks(("input_features", "error", "geo", "resources", "model_metadata", "usage")),
+        *_field_checks(),
+    ]
+    # The other objects are split only when they look like PII (see Scrubbed.json), so only
+    # then is a repeated key a problem.
+    for field in ("resources", "model_metadata"):
+        obj = _f(field)
+        checks.append((
+            f"duplicate key in {field}",
+            f"{_is_object(obj)} and {_suspect(obj)} and {_has_duplicate_keys(f'json_keys({obj})')}",
+        ))  # fmt: skip
+    checks += _batch_checks(max_batch)
+    return _case(checks)
+
+
+def _field_checks(feature_keys: str | None = None) -> list[tuple[str, str]]:
+    """The checks of the contract's fields, in order (after the line's own checks): the fast
+    path (ingest/fast_path.py) accepts a line only when none of them holds. ``feature_keys``:
+    a column holding the keys of input_features when it is an object (else NULL), to split
+    it once; by default each check splits it."""
+
     def wrong(field: str, allowed: str) -> str:
         return f"{_present(field)} and not ({allowed})"
 
@@ -245,9 +276,6 @@ def _reason(cap: int, max_batch: int) -> str:
         return test(_f(field))
 
     checks = [
-        *_line_checks(cap),
-        # before any check that reads an object's keys one by one
-        *_width_checks(("input_features", "error", "geo", "resources", "model_metadata", "usage")),
         ("missing field: timestamp", f"not {_present('timestamp')}"),
         ("missing field: model", f"not {_present('model')}"),
         ("wrong type: model (string expected)", f"not {kind('model', _is_string)}"),
@@ -260,7 +288,7 @@ def _reason(cap: int, max_batch: int) -> str:
         checks.append(
             (f"wrong type: {field} (scalar expected)", wrong(field, kind(field, _is_scalar)))
         )
-    checks += _name_checks()
+    checks += _name_checks(feature_keys)
     conf, lat, retry = _f("confidence"), _f("latency_ms"), _f("retry_count")
     checks += [
         ("wrong type: input_features (object expected)", wrong("input_features", kind("input_features", _is_object))),
@@ -282,21 +310,13 @@ def _reason(cap: int, max_batch: int) -> str:
             (f"wrong type: {field} (object expected)", wrong(field, kind(field, _is_object)))
         )
     # The marts split input_features into entries (MAP casts: drift, repeated inputs), so any
-    # repeated key there is refused; the other objects are split only when they look like PII
-    # (see _scrub_object), so only then is a repeated key a problem.
+    # repeated key there is refused.
     features = _f("input_features")
     checks.append((
         "duplicate key in input_features",
-        f"{_is_object(features)} and {_has_duplicate_keys(f'json_keys({features})')}",
+        f"{_is_object(features)} and {_has_duplicate_keys(feature_keys or f'json_keys({features})')}",
     ))  # fmt: skip
-    for field in ("resources", "model_metadata"):
-        obj = _f(field)
-        checks.append((
-            f"duplicate key in {field}",
-            f"{_is_object(obj)} and {_suspect(obj)} and {_has_duplicate_keys(f'json_keys({obj})')}",
-        ))  # fmt: skip
-    checks += _batch_checks(max_batch)
-    return _case(checks)
+    return checks
 
 
 # ---------------------------------------------------------------- batched requests
@@ -463,7 +483,7 @@ def _invalid(kind: str, text: str) -> str:
     return f"not regexp_full_match({text}, {sql_literal(names.PATTERNS[kind])})"
 
 
-def _name_checks() -> list[tuple[str, str]]:
+def _name_checks(feature_keys: str | None = None) -> list[tuple[str, str]]:
     """Model, version, endpoint, client and feature names against the patterns of
     :mod:`inferwatch.names`: they become lake folders, Data Docs keys, e-mail subjects and chart
     labels. The model and version are checked as stored, after a ``_v<digits>`` suffix of the
@@ -473,10 +493,8 @@ def _name_checks() -> list[tuple[str, str]]:
         then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) else model_text end"""
     split_version = f"case when {split} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2) end"
     features = _f("input_features")
-    bad_feature = (
-        f"len(list_filter(json_keys(case when {_is_object(features)} then {features} end),"
-        f" k -> {_invalid('feature', 'k')})) > 0"
-    )
+    keys = feature_keys or f"json_keys(case when {_is_object(features)} then {features} end)"
+    bad_feature = f"len(list_filter({keys}, k -> {_invalid('feature', 'k')})) > 0"
     return [
         (f"invalid name: model {NAME_RULES}", _invalid("model", stored_model)),
         (f"invalid name: model_version {NAME_RULES}",
@@ -501,10 +519,9 @@ def _case(checks: list[tuple[str, str]]) -> str:
     return f"case {whens} end"
 
 
-def _line_ctes(source: str, cap: int, fields: list[str]) -> str:
-    """The CTEs every contract shares: size cap, UTF-8 decoding, blank lines, and one
-    ``json_transform`` of ``fields`` into the struct ``j`` (NULL unless the line is a JSON
-    object) beside the line's top-level ``keys``."""
+def _decoded_ctes(source: str, cap: int) -> str:
+    """``sized`` and ``decoded``: the size cap and UTF-8 decoding (``txt``), shared with the
+    fast path so that both read the same text from the same bytes."""
     return f"""sized as (
     select object_key::VARCHAR as object_key, line_number, line,
            octet_length(line) > {cap} as too_long
@@ -519,7 +536,14 @@ decoded as (
                 when line[-1:] not in ('\\x0A'::BLOB, '\\x0D'::BLOB) then try(decode(line))
                 else rtrim(try(decode(line)), chr(13) || chr(10)) end as txt
     from sized
-),
+)"""
+
+
+def _line_ctes(source: str, cap: int, fields: list[str]) -> str:
+    """The CTEs every contract shares: size cap, UTF-8 decoding, blank lines, and one
+    ``json_transform`` of ``fields`` into the struct ``j`` (NULL unless the line is a JSON
+    object) beside the line's top-level ``keys``."""
+    return f"""{_decoded_ctes(source, cap)},
 classified as (
     select * exclude (line),
         -- a line with no text (too long, not UTF-8) is identified by the hash of its bytes
@@ -565,12 +589,10 @@ def _quarantined_line() -> str:
     case when reason is not null then coalesce(bytes_sha256, sha256(txt)) end as raw_sha256"""
 
 
-def parse_sql(
-    source: str = "lines", max_line_bytes: int | None = None, max_batch: int | None = None
-) -> str:
-    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
-    max_batch = int(max_batch if max_batch is not None else _configured_batch())
-    error = _f("error")
+def _error_and_geo() -> str:
+    """What is stored of ``error`` (its type and message) and ``geo`` (country and region;
+    geo.ip is dropped, not scrubbed), as four columns."""
+    error, geo = _f("error"), _f("geo")
     error_text = (
         f"case when {_is_object(error)} then {error} ->> '$.message'"
         f" when {_is_string(error)} then {error} ->> '$' end"
@@ -579,15 +601,40 @@ def parse_sql(
          when {_is_string(error)} and regexp_full_match({error} ->> '$', '[A-Za-z_]+')
          then {error} ->> '$'
          when {_is_string(error)} then 'unspecified' end"""
-    geo = _f("geo")
-    scrub = Scrubbed({
-        **{f: _f(f) for f in ("event_id", "request_id", "endpoint", "client_id", "prediction",
-                              "input_features", "resources", "model_metadata", "usage", "batch")},
-        "unknown_fields": "unknown_fields",
-        # only what is stored of error and geo (geo.ip is dropped, not scrubbed)
-        **{f: f"to_json({f})" for f in ("error_type", "error_message", "geo_country", "geo_region")},
-    })  # fmt: skip
+    return f"""{error_type} as error_type, {error_text} as error_message,
+        {geo} ->> '$.country' as geo_country, {geo} ->> '$.region' as geo_region"""
+
+
+def _model_columns() -> str:
+    """``model`` and ``model_version``: a ``_v<digits>`` suffix of the model is its version
+    when the line names none."""
     has_version = "model_text is not null and regexp_matches(model_text, '_v[0-9]+$')"
+    return f"""case when {_present("model_version")} or not ({has_version}) then model_text
+         else regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) end as model,
+    case when {_present("model_version")} then {_text("model_version")}
+         when {has_version} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2)
+         else 'unknown' end as model_version"""
+
+
+STORED_ERROR_AND_GEO = _error_and_geo()
+MODEL_COLUMNS = _model_columns()
+#: The fields scrubbed before bronze (name → JSON expression): every stored field but the
+#: model's names, numbers and the (hashed) user id.
+SCRUBBED_INPUTS = {
+    **{f: _f(f) for f in ("event_id", "request_id", "endpoint", "client_id", "prediction",
+                          "input_features", "resources", "model_metadata", "usage", "batch")},
+    "unknown_fields": "unknown_fields",
+    # only what is stored of error and geo (geo.ip is dropped, not scrubbed)
+    **{f: f"to_json({f})" for f in ("error_type", "error_message", "geo_country", "geo_region")},
+}  # fmt: skip
+
+
+def parse_sql(
+    source: str = "lines", max_line_bytes: int | None = None, max_batch: int | None = None
+) -> str:
+    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    max_batch = int(max_batch if max_batch is not None else _configured_batch())
+    scrub = Scrubbed(SCRUBBED_INPUTS)
     return f"""
 create or replace temp table parsed as
 with {_line_ctes(source, cap, FIELDS)},
@@ -601,8 +648,7 @@ judged as (
     from timed
 ),
 stored as (
-    select *, {error_type} as error_type, {error_text} as error_message,
-        {geo} ->> '$.country' as geo_country, {geo} ->> '$.region' as geo_region
+    select *, {STORED_ERROR_AND_GEO}
     from judged
 ),
 {scrub.ctes("stored")}
@@ -613,11 +659,7 @@ select
     {scrub.id("request_id")} as request_id,
     -- names the operator chose, checked at the door: never scrubbed (a version such as
     -- 1.4.0.2 reads as an IPv4 address)
-    case when {_present("model_version")} or not ({has_version}) then model_text
-         else regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 1) end as model,
-    case when {_present("model_version")} then {_text("model_version")}
-         when {has_version} then regexp_extract(model_text, '^(.*)_(v[0-9]+)$', 2)
-         else 'unknown' end as model_version,
+    {MODEL_COLUMNS},
     -- PII redacted: the dashboards group by these
     {scrub.text("endpoint")} as endpoint,
     {scrub.text("client_id")} as client_id,
@@ -663,11 +705,30 @@ def parse(
     source: str = "lines",
     max_line_bytes: int | None = None,
     max_batch: int | None = None,
-) -> None:
-    """Create the temp table ``parsed`` from the relation ``source``."""
+    fast: bool | None = None,
+) -> int:
+    """Create the temp table ``parsed`` from the relation ``source``; return how many lines the
+    fast path took (``fast``: default ``INFERWATCH_INGEST_FAST_PATH``, on).
+
+    The fast path (ingest/fast_path.py) parses the common line once and stores it as this
+    module's statement would; the lines it does not take go through that statement, whole."""
+    from inferwatch.ingest import fast_path  # it builds on this module's pieces
+
     con.execute("set TimeZone = 'UTC'")
     register_functions(con)
-    con.execute(parse_sql(source, max_line_bytes, max_batch))
+    if not (fast_path.enabled() if fast is None else fast):
+        con.execute(parse_sql(source, max_line_bytes, max_batch))
+        return 0
+    cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    con.execute(fast_path.fast_sql(source, cap))
+    con.execute(f"""create or replace temp view fast_rejected as
+        select object_key, line_number, line from {fast_path.TABLE} where not fast_ok""")
+    con.execute(parse_sql("fast_rejected", cap, max_batch))
+    (taken,) = con.execute(f"""insert into parsed by name
+        select {fast_path.COLUMNS} from {fast_path.TABLE} where fast_ok""").fetchone()
+    con.execute("drop view fast_rejected")
+    con.execute(f"drop table {fast_path.TABLE}")
+    return taken
 
 
 # ---------------------------------------------------------------- ground-truth labels
