@@ -4,13 +4,17 @@
 
 The floor is one DuckDB query (2 threads) that decompresses, parses and aggregates every raw
 line; InferWatch's ingest additionally validates every field, scrubs PII, hashes user ids,
-quarantines bad lines and writes typed Parquet. Prints medians and the ratio.
+quarantines bad lines and writes typed Parquet. Ingest runs twice per round, with the parser's
+fast path off (``INFERWATCH_INGEST_FAST_PATH=0``: every line through the full statement, the
+parser before issue 20) and on, over the same objects; rounds alternate floor, off, on, so
+that the machine's load weighs on all three alike. Prints medians and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -20,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from inferwatch.ingest.bronze import ingest
+from inferwatch.ingest.fast_path import FAST_PATH_ENV
 from inferwatch.ingest.manifest import discover
 from inferwatch.lake import Lake
 from inferwatch.simulate import simulate
@@ -34,13 +39,15 @@ FLOOR_SQL = """
 """
 
 
-def timed(fn, repeat: int) -> float:
-    samples = []
+def rounds(fns: dict, repeat: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn ``repeat`` times."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -73,15 +80,23 @@ def main() -> None:
 
         runs = iter(range(1_000_000))
 
-        def bronze() -> None:
-            ingest(lake, objects, batch_id=f"bench-{next(runs)}", user_hash_key=b"bench",
-                   work_dir=root / "work", threads=2)  # fmt: skip
+        def bronze(fast: str) -> None:
+            os.environ[FAST_PATH_ENV] = fast
+            try:
+                ingest(lake, objects, batch_id=f"bench-{next(runs)}", user_hash_key=b"bench",
+                       work_dir=root / "work", threads=2)  # fmt: skip
+            finally:
+                del os.environ[FAST_PATH_ENV]
 
-        floor_s = timed(floor, args.repeat)
-        bronze_s = timed(bronze, args.repeat)
-        print(f"DuckDB floor (parse + aggregate): {floor_s:.2f}s median of {args.repeat}")
-        print(f"InferWatch bronze ingest:         {bronze_s:.2f}s median of {args.repeat}")
-        print(f"ratio bronze / floor:             {bronze_s / floor_s:.2f}x")
+        s = rounds(
+            {"floor": floor, "off": lambda: bronze("0"), "on": lambda: bronze("1")}, args.repeat
+        )
+        print(f"DuckDB floor (parse + aggregate):     {s['floor']:.2f}s median of {args.repeat}")
+        print(f"bronze ingest, fast path off (old):   {s['off']:.2f}s")
+        print(f"bronze ingest, fast path on (new):    {s['on']:.2f}s")
+        print(f"ratio old / floor:                    {s['off'] / s['floor']:.2f}x")
+        print(f"ratio new / floor:                    {s['on'] / s['floor']:.2f}x")
+        print(f"speed-up new vs old:                  {s['off'] / s['on']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -69,9 +69,10 @@ def same_rows_both_ways(con: duckdb.DuckDBPyConnection, **kwargs) -> int:
     con.execute("create or replace temp table full_parsed as select * from parsed")
     taken = parse(con, fast=True, **kwargs)
     schema = "select column_name, column_type from (describe {})"
-    assert con.execute(schema.format("parsed")).fetchall() == con.execute(
-        schema.format("full_parsed")
-    ).fetchall()
+    assert (
+        con.execute(schema.format("parsed")).fetchall()
+        == con.execute(schema.format("full_parsed")).fetchall()
+    )
     for a, b in (("parsed", "full_parsed"), ("full_parsed", "parsed")):
         extra = con.execute(f"select * from {a} except all select * from {b} limit 5").fetchall()
         assert extra == [], f"in {a} but not in {b}: {extra}"

@@ -50,14 +50,18 @@ from inferwatch.ingest.parse import (
     _timestamp_sql,
     _unknown_fields,
 )
+from inferwatch.ingest.pii import UUID_PATTERN, sql_literal
 
 #: ``INFERWATCH_INGEST_FAST_PATH``: ``1`` (default) or ``0``, read at each parse. Off, every
 #: line takes the full statement (the results are the same; only the time differs).
 FAST_PATH_ENV = "INFERWATCH_INGEST_FAST_PATH"
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-#: The table the fast path writes: every line, ``fast_ok`` and, for the lines it did not
-#: take, the raw ``line`` the full statement reads.
-TABLE = "fast_parsed"
+#: The table the fast path writes: every line in the columns of ``parsed``, then ``fast_ok``
+#: and, for the lines it did not take, the raw ``line`` the full statement reads.
+TABLE = "parsed"
+#: The type of the ``batch_elements`` column (NULL on every line the fast path takes).
+BATCH_ELEMENTS = "STRUCT(input_features JSON, prediction VARCHAR, confidence DOUBLE, extra JSON)[]"
+UUID = sql_literal(UUID_PATTERN)
 
 
 def enabled() -> bool:
@@ -77,20 +81,35 @@ def _objects(*fields: str) -> str:
     return ",\n    ".join(f"{_object(_f(name))} as {name}" for name in fields)
 
 
+def _non_null() -> str:
+    return " + ".join(f"({_present(name)})::INTEGER" for name in FIELDS)
+
+
 def _accepted(max_keys: int) -> str:
     """Does the full statement load this line, scrubbing nothing? (NULL counts as no.)"""
     failing = " or ".join(f"({condition})" for _, condition in _field_checks("feature_keys"))
-    return f"""coalesce(candidate and not {_has_duplicate_keys("keys")} and len(keys) <= {max_keys}
+    # as many keys as non-null fields: each key names one of them, once (the common line;
+    # the others pay for list_distinct)
+    repeated = f"""case when len(keys) = {_non_null()} then false
+        else {_has_duplicate_keys("keys")} end"""
+    return f"""coalesce(candidate and not ({repeated}) and len(keys) <= {max_keys}
         and not {_present("batch")} and ({failing}) is not true and not pii_suspect, false)"""
 
 
 def fast_sql(source: str, cap: int) -> str:
-    """Create :data:`TABLE` from the numbered raw lines of ``source``."""
+    """Create :data:`TABLE` from the numbered raw lines of ``source`` (the columns of
+    ``parse_sql``'s, in its order, then ``fast_ok`` and ``line``)."""
     levels, max_keys = _configured_nesting(), _configured_keys()
     opening = "len(string_split(txt, '[')) + len(string_split(txt, '{')) - 2"
-    # the fields the full statement screens for PII, but for batch (a taken line has none:
-    # concat_ws skips NULLs, so the text screened is the same)
-    screen = Scrubbed({k: v for k, v in SCRUBBED_INPUTS.items() if k != "batch"})
+    # The fields the full statement screens for PII but batch (a taken line has none) and an
+    # id that is a UUID: the full statement keeps such an id as it is whatever the screen says
+    # (Scrubbed.id), and the phone pattern reads one UUID in 70. No match in the concatenated
+    # texts means no match in any one of them: nothing would be scrubbed.
+    inputs = {k: v for k, v in SCRUBBED_INPUTS.items() if k != "batch"}
+    for name in ("event_id", "request_id"):
+        uuid = f"{_is_string(_f(name))} and regexp_full_match({_text(name)}, {UUID})"
+        inputs[name] = f"case when {uuid} then null else {_f(name)} end"
+    screen = Scrubbed(inputs)
     unknown = "unknown_fields"
     prediction, features = _f("prediction"), _f("input_features")
     return f"""
@@ -112,7 +131,8 @@ timed as (
     select *, {_timestamp_sql(_f("timestamp"))} as event_ts, {_text("model")} as model_text,
         -- split once for the two checks of feature names
         case when {_is_object(features)} then json_keys({features}) end as feature_keys,
-        {_unknown_fields(FIELDS)} as unknown_fields
+        -- NULL wherever every key is a non-null field (the CASE spares them the test)
+        case when len(keys) > {_non_null()} then {_unknown_fields(FIELDS)} end as unknown_fields
     from extracted
 ),
 stored as (
@@ -124,10 +144,7 @@ judged as (
     from stored
 )
 select
-    object_key, line_number, {_accepted(max_keys)} as fast_ok,
-    -- what the full statement reads of the lines not taken here
-    case when not fast_ok then line end as line,
-    false as is_blank,
+    object_key, line_number, false as is_blank, null::VARCHAR as reason,
     coalesce({_text("event_id")}, sha256(txt)) as event_id,
     {_text("request_id")} as request_id,
     {MODEL_COLUMNS},
@@ -147,22 +164,17 @@ select
          else {prediction}::VARCHAR end as prediction,
     {_objects("input_features")},
     1::INTEGER as predictions,
+    null::{BATCH_ELEMENTS} as batch_elements,
     geo_country, geo_region,
     {_objects("resources", "model_metadata")},
     -- a JSON null is kept as written
     case when {_present("usage")} then {_object(_f("usage"))}
          when list_contains(keys, 'usage') then 'null'::JSON end as usage,
     coalesce(try_cast({_text("schema_version")} as INTEGER), {SCHEMA_VERSION}) as schema_version,
-    nullif({_object(unknown)}, '{{}}') as extra
+    nullif({_object(unknown)}, '{{}}') as extra,
+    null::VARCHAR as raw_line, null::VARCHAR as raw_sha256,
+    -- the fast path's own columns: was the line taken, and if not, what the full statement reads
+    {_accepted(max_keys)} as fast_ok,
+    case when not fast_ok then line end as line
 from judged
 """
-
-
-#: The columns a taken line fills in ``parsed``; the others (reason, batch_elements, raw_line,
-#: raw_sha256) stay NULL.
-COLUMNS = (
-    "object_key, line_number, is_blank, event_id, request_id, model, model_version, endpoint,"
-    " client_id, user_id, event_ts, status, error_type, error_message, retry_count, fallback,"
-    " latency_ms, confidence, prediction, input_features, predictions, geo_country, geo_region,"
-    " resources, model_metadata, usage, schema_version, extra"
-)

@@ -630,13 +630,16 @@ SCRUBBED_INPUTS = {
 
 
 def parse_sql(
-    source: str = "lines", max_line_bytes: int | None = None, max_batch: int | None = None
+    source: str = "lines",
+    max_line_bytes: int | None = None,
+    max_batch: int | None = None,
+    target: str = "parsed",
 ) -> str:
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
     max_batch = int(max_batch if max_batch is not None else _configured_batch())
     scrub = Scrubbed(SCRUBBED_INPUTS)
     return f"""
-create or replace temp table parsed as
+create or replace temp table {target} as
 with {_line_ctes(source, cap, FIELDS)},
 timed as (
     select *, {_timestamp_sql(_f("timestamp"))} as event_ts, {_text("model")} as model_text,
@@ -720,14 +723,19 @@ def parse(
         con.execute(parse_sql(source, max_line_bytes, max_batch))
         return 0
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
+    # ``parsed`` as the fast path fills it (every line; its own columns last), then the lines
+    # it did not take replaced by what the full statement makes of them
     con.execute(fast_path.fast_sql(source, cap))
-    con.execute(f"""create or replace temp view fast_rejected as
-        select object_key, line_number, line from {fast_path.TABLE} where not fast_ok""")
-    con.execute(parse_sql("fast_rejected", cap, max_batch))
-    (taken,) = con.execute(f"""insert into parsed by name
-        select {fast_path.COLUMNS} from {fast_path.TABLE} where fast_ok""").fetchone()
-    con.execute("drop view fast_rejected")
-    con.execute(f"drop table {fast_path.TABLE}")
+    # a table, not a view: the full statement pays per vector, and a filtered scan would hand
+    # it a few rows per vector
+    con.execute("""create or replace temp table fast_rejected as
+        select object_key, line_number, line from parsed where not fast_ok""")
+    con.execute(parse_sql("fast_rejected", cap, max_batch, target="slow_parsed"))
+    con.execute("delete from parsed where not fast_ok")
+    (taken,) = con.execute("select count(*) from parsed").fetchone()
+    con.execute("alter table parsed drop column fast_ok; alter table parsed drop column line")
+    con.execute("insert into parsed by name select * from slow_parsed")
+    con.execute("drop table fast_rejected; drop table slow_parsed")
     return taken
 
 
