@@ -11,6 +11,10 @@ and each output column of the final SELECT evaluated alone over the materialised
 Column costs overlap (shared sub-expressions are computed once in the real statement), so they
 add up to more than the statement: read them as a ranking, not a sum. The DuckDB floor on the
 same objects is printed beside them for scale.
+
+The parser's fast path (issue 20, ``inferwatch.ingest.fast_path``) is timed the same way: the
+whole parse with it off and on (``parse(fast=...)``: on, the fast statement then the full
+statement over the lines it did not take), how many lines it took, and its CTEs in turn.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from pathlib import Path
 
 import duckdb
 
+from inferwatch.ingest import fast_path
 from inferwatch.ingest.lines import decompress, lines_table
-from inferwatch.ingest.parse import parse_sql
+from inferwatch.ingest.parse import parse, parse_sql
 from inferwatch.ingest.pii import register_functions
 from inferwatch.lake import Lake, is_raw_log
 
@@ -79,6 +84,20 @@ def dissect(sql: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         m = re.match(r"(?s)(.*)\s+as\s+(\w+)$", expr)
         columns.append((m.group(2), m.group(1)) if m else (expr, expr))
     return ctes, columns
+
+
+def cte_times(con, ctes: list[tuple[str, str]], repeat: int, prefix: str = "") -> dict:
+    """Each CTE materialised in turn (as ``cte_<prefix><name>``): the difference to the
+    previous one is that CTE's cost."""
+    out, previous = {}, 0.0
+    for i, (name, _) in enumerate(ctes):
+        with_clause = ",\n".join(f"{n_} as ({b})" for n_, b in ctes[: i + 1])
+        stmt = f"create or replace temp table cte_{prefix}{name} as with {with_clause} select * from {name}"  # noqa: E501
+        seconds = timed(lambda stmt=stmt: con.execute(stmt), repeat)
+        out[name] = round(seconds - previous, 3)
+        print(f"  {name:<30} {seconds:9.2f}s {seconds - previous:10.2f}s")
+        previous = seconds
+    return out
 
 
 def sample_lines(lake: Lake, want: int, seed: int):
@@ -144,17 +163,23 @@ def main() -> None:
         print(f"ingest parse statement:           {out['parse_s']:7.2f}s "
               f"({out['parse_s'] / out['floor_s']:.1f}x the floor)\n")  # fmt: skip
 
+        taken = parse(con, fast=True)
+        fast_sql = fast_path.fast_sql("lines", 1 << 20)
+        out["parse_off_s"] = timed(lambda: parse(con, fast=False), args.repeat)
+        out["parse_on_s"] = timed(lambda: parse(con, fast=True), args.repeat)
+        out["fast_s"] = timed(lambda: con.execute(fast_sql), args.repeat)
+        out["fast_lines"] = taken
+        ratio = out["parse_on_s"] / out["floor_s"]
+        print(f"parse, fast path off (full only): {out['parse_off_s']:7.2f}s")
+        print(f"parse, fast path on:              {out['parse_on_s']:7.2f}s ({ratio:.1f}x the "
+              f"floor); the fast statement alone {out['fast_s']:.2f}s")  # fmt: skip
+        print(f"the fast path took {taken:,} of {n:,} lines ({taken / n:.1%})\n")
+        print("fast statement: CTE (materialised in turn)  cumulative   this step")
+        out["fast_ctes"] = cte_times(con, dissect(fast_sql)[0], args.repeat, "fast_")
+
         ctes, columns = dissect(sql)
-        print("CTE (materialised in turn)        cumulative   this step")
-        out["ctes"] = {}
-        previous = 0.0
-        for i, (name, _) in enumerate(ctes):
-            with_clause = ",\n".join(f"{n_} as ({b})" for n_, b in ctes[: i + 1])
-            stmt = f"create or replace temp table cte_{name} as with {with_clause} select * from {name}"  # noqa: E501
-            seconds = timed(lambda stmt=stmt: con.execute(stmt), args.repeat)
-            out["ctes"][name] = round(seconds - previous, 3)
-            print(f"  {name:<30} {seconds:9.2f}s {seconds - previous:10.2f}s")
-            previous = seconds
+        print("\nfull statement: CTE (materialised in turn)  cumulative   this step")
+        out["ctes"] = cte_times(con, ctes, args.repeat)
         last = ctes[-1][0]
         print(f"\nfinal SELECT columns, each alone over cte_{last} (overlapping; a ranking)")
         out["columns"] = {}
