@@ -134,7 +134,7 @@ def test_ingest_writes_the_same_files_either_way(sim_lake, tmp_path, monkeypatch
 
 
 def test_the_property_corpus_parses_the_same():
-    texts = test_parse_properties.objects(60)
+    texts = test_parse_properties.objects(40)
     con = _lines([Decoded(f"raw/{i}.jsonl", t, False) for i, t in enumerate(texts)])
     same_rows_both_ways(con, max_line_bytes=test_parse_properties.CAP)
 

@@ -20,6 +20,7 @@ import duckdb
 
 from inferwatch import names
 from inferwatch.config import IngestLimits
+from inferwatch.ingest.lines import bounded_batches
 from inferwatch.ingest.pii import (
     PII_ANY_PATTERN,
     SCRUB_JSON_FUNCTION,
@@ -726,16 +727,24 @@ def parse(
     # ``parsed`` as the fast path fills it (every line; its own columns last), then the lines
     # it did not take replaced by what the full statement makes of them
     con.execute(fast_path.fast_sql(source, cap))
-    # a table, not a view: the full statement pays per vector, and a filtered scan would hand
-    # it a few rows per vector
-    con.execute("""create or replace temp table fast_rejected as
-        select object_key, line_number, line from parsed where not fast_ok""")
+    # Arrow batches bounded in bytes, as ingest hands them (lines.bounded_batches): every JSON
+    # parse holds its whole vector, so a vector of long lines could outgrow the memory limit;
+    # and a filtered scan of ``parsed`` would hand the full statement, which pays per vector,
+    # a few rows per vector.
+    rejected = bounded_batches(
+        con.execute(
+            "select object_key, line_number, line from parsed where not fast_ok"
+        ).to_arrow_table()
+    )
+    con.execute("alter table parsed drop column line")
+    con.register("fast_rejected", rejected)
     con.execute(parse_sql("fast_rejected", cap, max_batch, target="slow_parsed"))
+    con.unregister("fast_rejected")
     con.execute("delete from parsed where not fast_ok")
     (taken,) = con.execute("select count(*) from parsed").fetchone()
-    con.execute("alter table parsed drop column fast_ok; alter table parsed drop column line")
+    con.execute("alter table parsed drop column fast_ok")
     con.execute("insert into parsed by name select * from slow_parsed")
-    con.execute("drop table fast_rejected; drop table slow_parsed")
+    con.execute("drop table slow_parsed")
     return taken
 
 
