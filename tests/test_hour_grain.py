@@ -25,7 +25,7 @@ from test_incremental_equals_full import assert_same, tables
 #: The models whose work follows the hour, and what they read (dbt selection, upstream included).
 HOUR_GRAIN = (
     "+mart_inference_hourly +mart_errors_hourly +mart_resource_usage_hourly "
-    "+mart_latency_buckets_hourly +mart_latency_daily"
+    "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily"
 )
 
 #: The last commit whose dbt project rebuilt every touched day (before hour grain).
@@ -133,6 +133,8 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
         "mart_resource_usage_hourly",
         "mart_latency_buckets_hourly",
         "mart_latency_daily",
+        "mart_feature_distribution_daily",
+        "mart_drift_daily",
     }
     assert set(incremental) == set(rebuilt)
     for name in incremental:

@@ -151,27 +151,13 @@
 
 
 {# The events an hour-incremental mart reads: all of them on a full build, else the events of
-   the touched hours. DuckDB lists those hours before the query runs (so that the scan of
-   fct_inferences is pruned by a constant event_ts range, then filtered to the hours); Spark,
-   whose tables are day partitions (incremental_by_hour), reads the touched days. `where` is
-   an extra condition on the events. #}
+   the touched hours (listed before the query runs, see in_hours). `where` is an extra
+   condition on the events. #}
 {% macro events_of_touched_hours(where=none) %}
-    {{ return(adapter.dispatch('events_of_touched_hours', 'inferwatch')(where)) }}
-{% endmacro %}
-
-{% macro duckdb__events_of_touched_hours(where) %}
     select * from {{ ref('fct_inferences') }}
     where {{ where or 'true' }}
     {% if is_incremental() %}
-        and {{ in_hours('event_ts', touched_hour_values()) }}
-    {% endif %}
-{% endmacro %}
-
-{% macro spark__events_of_touched_hours(where) %}
-    select * from {{ ref('fct_inferences') }}
-    where {{ where or 'true' }}
-    {% if is_incremental() %}
-        and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+        and {{ in_hours("date_trunc('hour', event_ts)", 'event_day', touched_hour_values()) }}
     {% endif %}
 {% endmacro %}
 
@@ -185,18 +171,33 @@
 {% endmacro %}
 
 
-{# `timestamp_column` falls in one of `hours` (a list of hour starts): a constant range first,
-   which lets DuckDB skip row groups by their min/max, then the hours themselves. #}
-{% macro in_hours(timestamp_column, hours) -%}
+{# A row falls in one of `hours` (hour starts, sorted, known when the SQL is written). DuckDB:
+   a constant range of days first, which skips row groups by their min/max, then the hours.
+   Spark's hour-incremental tables are day partitions (incremental_by_hour): the whole days
+   of those hours. #}
+{% macro in_hours(hour_expression, day_column, hours) -%}
     {%- if not hours -%}
         false
     {%- else -%}
-        {%- set literals = [] -%}
-        {%- for hour in hours -%}
-            {%- do literals.append("timestamp '" ~ hour ~ "'") -%}
-        {%- endfor -%}
-        ({{ timestamp_column }} >= {{ literals[0] }}
-            and {{ timestamp_column }} < {{ literals[-1] }} + interval 1 hour
-            and date_trunc('hour', {{ timestamp_column }}) in ({{ literals | join(', ') }}))
+        {{ adapter.dispatch('in_hours', 'inferwatch')(hour_expression, day_column, hours) }}
     {%- endif -%}
+{%- endmacro %}
+
+{% macro duckdb__in_hours(hour_expression, day_column, hours) -%}
+    {%- set literals = [] -%}
+    {%- for hour in hours -%}
+        {%- do literals.append("timestamp '" ~ hour ~ "'") -%}
+    {%- endfor -%}
+    ({{ day_column }} between date '{{ (hours[0] | string)[:10] }}'
+        and date '{{ (hours[-1] | string)[:10] }}'
+        and {{ hour_expression }} in ({{ literals | join(', ') }}))
+{%- endmacro %}
+
+{% macro spark__in_hours(hour_expression, day_column, hours) -%}
+    {%- set days = [] -%}
+    {%- for hour in hours -%}
+        {%- set day = "date '" ~ (hour | string)[:10] ~ "'" -%}
+        {%- if day not in days -%}{%- do days.append(day) -%}{%- endif -%}
+    {%- endfor -%}
+    {{ day_column }} in ({{ days | join(', ') }})
 {%- endmacro %}

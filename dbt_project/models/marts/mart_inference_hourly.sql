@@ -8,7 +8,8 @@
 
 -- Requests, predictions, errors and latency per model, version, endpoint and hour. Each build
 -- recomputes whole hours: the hours whose events arrived since the last build (late data
--- included; incremental_by_hour). Confidence is averaged over predictions (every element of a batched request).
+-- included; incremental_by_hour). Confidence is averaged over predictions (every element of a
+-- batched request).
 with events as (
 
     {{ events_of_touched_hours() }}
