@@ -26,6 +26,41 @@
 {%- endmacro %}
 
 
+{# How an hour-incremental model replaces its hours. DuckDB: before the insert, a pre-hook
+   deletes every touched hour (touched_hours), also one whose events all vanished (a rewrite
+   that dropped them), which delete+insert by key alone would leave; then the rebuilt hours
+   are inserted. Spark keeps day partitions (insert_overwrite needs a partition column, and an
+   hour partition per model version would mean thousands of small Parquet files): there the
+   model rebuilds the touched days (events_of_touched_hours). `pre_hook`: the model's own hooks,
+   run first. #}
+{% macro incremental_by_hour(hour_column, day_column, pre_hook=[]) -%}
+    {{ return(adapter.dispatch('incremental_by_hour', 'inferwatch')(hour_column, day_column, pre_hook)) }}
+{%- endmacro %}
+
+{% macro duckdb__incremental_by_hour(hour_column, day_column, pre_hook) -%}
+    {%- set delete_touched_hours -%}
+        {{ '{%' }} if is_incremental() {{ '%}' }}
+        delete from {{ '{{ this }}' }}
+        where {{ hour_column }} in (
+            {{ "{{ touched_hours(this, ref('fct_inferences')) }}" }}
+        )
+        {{ '{%' }} endif {{ '%}' }}
+    {%- endset -%}
+    {{ return({
+        'materialized': 'incremental',
+        'unique_key': hour_column,
+        'incremental_strategy': 'delete+insert',
+        'pre_hook': pre_hook + [delete_touched_hours],
+    }) }}
+{%- endmacro %}
+
+{% macro spark__incremental_by_hour(hour_column, day_column, pre_hook) -%}
+    {%- set config = incremental_by_day(day_column) -%}
+    {%- do config.update({'pre_hook': pre_hook}) -%}
+    {{ return(config) }}
+{%- endmacro %}
+
+
 {# Continuous quantile with linear interpolation between order statistics (numpy's default):
    DuckDB's quantile_cont, Spark's exact percentile (not percentile_approx). #}
 {% macro quantile(column, fraction) -%}

@@ -68,8 +68,35 @@
     {{ return(adapter.dispatch('events_since_last_build', 'inferwatch')(events)) }}
 {% endmacro %}
 
+{# DuckDB: the events ingested since, and every current copy of an event whose row here came
+   from an object rewritten since (that row goes: post-hook), so that the copy a full build
+   would keep (the earliest arrival among current rows) takes its place. #}
 {% macro duckdb__events_since_last_build(events) -%}
-    ingested_at > (select coalesce(max(ingested_at), timestamp '1970-01-01') from {{ this }})
+    (
+        ingested_at > (select coalesce(max(ingested_at), timestamp '1970-01-01') from {{ this }})
+        or event_id in (
+            select superseded.event_id
+            from {{ this }} as superseded
+            where superseded.object_key in (
+                    select object_key from {{ ref('int_superseded_event_days') }}
+                    where superseded_at > (
+                        select coalesce(max(ingested_at), timestamp '1970-01-01') from {{ this }}
+                    )
+                )
+                and not {{ is_current_batch('superseded') }}
+        )
+    )
+{%- endmacro %}
+
+
+{# The row of `alias` (object_key, batch_id) belongs to its object's current version. #}
+{% macro is_current_batch(alias) -%}
+    exists (
+        select 1
+        from {{ ref('stg_bronze__object_batches') }} as current_batch
+        where current_batch.object_key = {{ alias }}.object_key
+            and current_batch.batch_id = {{ alias }}.batch_id
+    )
 {%- endmacro %}
 
 {% macro spark__events_since_last_build(events) %}
@@ -78,12 +105,16 @@
 
 
 {# Rows of the built fct_inferences that this build keeps (an event seen there under another
-   object is not taken again): all of them on DuckDB; on Spark, those of days not rewritten. #}
+   object is not taken again): on DuckDB those of current object versions; on Spark, those of
+   days not rewritten. #}
 {% macro kept_by_this_build(existing, events) -%}
     {{ return(adapter.dispatch('kept_by_this_build', 'inferwatch')(existing, events)) }}
 {%- endmacro %}
 
-{% macro duckdb__kept_by_this_build(existing, events) %}{% endmacro %}
+{# DuckDB: the rows of current object versions (the others are deleted by the post-hook). #}
+{% macro duckdb__kept_by_this_build(existing, events) %}
+    and {{ is_current_batch(existing) }}
+{% endmacro %}
 
 {% macro spark__kept_by_this_build(existing, events) %}
     and {{ existing }}.event_day not in ({{ touched_days(this, events, 'ingested_at') }})
@@ -100,3 +131,73 @@
         select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
     )
 {% endmacro %}
+
+
+{# Hours whose events arrived since `relation` was last built, plus hours whose events a
+   rewritten object dropped since then: what an hour-incremental mart rebuilds. #}
+{% macro touched_hours(relation, events, watermark='source_watermark') %}
+    select distinct date_trunc('hour', event_ts) as event_hour
+    from {{ events }}
+    where ingested_at > (
+        select coalesce(max({{ watermark }}), timestamp '1970-01-01') from {{ relation }}
+    )
+    union
+    select event_hour
+    from {{ ref('int_superseded_event_days') }}
+    where superseded_at > (
+        select coalesce(max({{ watermark }}), timestamp '1970-01-01') from {{ relation }}
+    )
+{% endmacro %}
+
+
+{# The events an hour-incremental mart reads: all of them on a full build, else the events of
+   the touched hours (listed before the query runs, see in_hours). `where` is an extra
+   condition on the events. #}
+{% macro events_of_touched_hours(where=none) %}
+    select * from {{ ref('fct_inferences') }}
+    where {{ where or 'true' }}
+    {% if is_incremental() %}
+        and {{ in_hours("date_trunc('hour', event_ts)", 'event_day', touched_hour_values()) }}
+    {% endif %}
+{% endmacro %}
+
+
+{# The touched hours of this model (touched_hours), as timestamps known when the SQL is written. #}
+{% macro touched_hour_values() %}
+    {{ return(query_values(
+        'select event_hour from (' ~ touched_hours(this, ref('fct_inferences'))
+        ~ ') as touched where event_hour is not null order by event_hour'
+    )) }}
+{% endmacro %}
+
+
+{# A row falls in one of `hours` (hour starts, sorted, known when the SQL is written). DuckDB:
+   a constant range of days first, which skips row groups by their min/max, then the hours.
+   Spark's hour-incremental tables are day partitions (incremental_by_hour): the whole days
+   of those hours. #}
+{% macro in_hours(hour_expression, day_column, hours) -%}
+    {%- if not hours -%}
+        false
+    {%- else -%}
+        {{ adapter.dispatch('in_hours', 'inferwatch')(hour_expression, day_column, hours) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro duckdb__in_hours(hour_expression, day_column, hours) -%}
+    {%- set literals = [] -%}
+    {%- for hour in hours -%}
+        {%- do literals.append("timestamp '" ~ hour ~ "'") -%}
+    {%- endfor -%}
+    ({{ day_column }} between date '{{ (hours[0] | string)[:10] }}'
+        and date '{{ (hours[-1] | string)[:10] }}'
+        and {{ hour_expression }} in ({{ literals | join(', ') }}))
+{%- endmacro %}
+
+{% macro spark__in_hours(hour_expression, day_column, hours) -%}
+    {%- set days = [] -%}
+    {%- for hour in hours -%}
+        {%- set day = "date '" ~ (hour | string)[:10] ~ "'" -%}
+        {%- if day not in days -%}{%- do days.append(day) -%}{%- endif -%}
+    {%- endfor -%}
+    {{ day_column }} in ({{ days | join(', ') }})
+{%- endmacro %}

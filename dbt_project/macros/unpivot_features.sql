@@ -1,20 +1,22 @@
 {# Feature values in long form, as CTEs ending in `feature_values` / `reference_values` (model,
-   version, feature, value_num, value_cat; production values once per day and distinct value,
-   with their `value_count`). DuckDB turns each row or input_features object into
-   JSON entries and types them by JSON type (macros/json_scalars.sql). Spark 3.5 has no JSON
+   version, feature, value_num, value_cat; production values once per `keys` (the day, or the
+   hour and its day) and distinct value, with their `value_count`). DuckDB turns each row or
+   input_features object into JSON entries and types them by JSON type (macros/json_scalars.sql). Spark 3.5 has no JSON
    type function: production values are typed by their JSON text (a number's text is a JSON
    number), reference columns by their column type. One difference follows: on Spark a JSON
    string that spells a number ("35") counts as the number 35. #}
 
-{% macro unpivot_inference_features(events) -%}
-    {{ return(adapter.dispatch('unpivot_inference_features', 'inferwatch')(events)) }}
+{% macro unpivot_inference_features(events, keys=['event_day']) -%}
+    {{ return(adapter.dispatch('unpivot_inference_features', 'inferwatch')(events, keys)) }}
 {%- endmacro %}
 
-{% macro duckdb__unpivot_inference_features(events) -%}
+{% macro duckdb__unpivot_inference_features(events, keys) -%}
 entries as (
 
     select
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         unnest(list_concat(
@@ -41,14 +43,16 @@ entries as (
 value_counts as (
 
     select
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         entry.key as feature,
         entry.value,
         count(*) as value_count
     from entries
-    group by event_day, model, model_version, entry.key, entry.value
+    group by {% for key in keys %}{{ key }}, {% endfor %}model, model_version, entry.key, entry.value
 
 ),
 
@@ -65,7 +69,9 @@ feature_values as (
 
     select
         ---------- ids
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         feature,
@@ -79,11 +85,13 @@ feature_values as (
 )
 {%- endmacro %}
 
-{% macro spark__unpivot_inference_features(events) -%}
+{% macro spark__unpivot_inference_features(events, keys) -%}
 entries as (
 
     select
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         -- JSON values as text: strings unquoted, numbers, booleans and nested values as written
@@ -101,7 +109,9 @@ entries as (
 value_counts as (
 
     select
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         feature,
@@ -109,7 +119,7 @@ value_counts as (
         count(*) as value_count
     from entries
     where value is not null
-    group by event_day, model, model_version, feature, value
+    group by {% for key in keys %}{{ key }}, {% endfor %}model, model_version, feature, value
 
 ),
 
@@ -117,7 +127,9 @@ feature_values as (
 
     select
         ---------- ids
-        event_day,
+        {%- for key in keys %}
+        {{ key }},
+        {%- endfor %}
         model,
         model_version,
         feature,

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_superseded_event_days') }}  (events_since_last_build, when incremental)
 {#- a table built before batched requests gains their columns in place (macros/predictions.sql),
     outside the build's transaction -#}
 {%- set add_columns = "{{ add_columns_in_place({

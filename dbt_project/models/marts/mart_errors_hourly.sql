@@ -1,12 +1,12 @@
--- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
+{{ config(**incremental_by_hour('hour', 'event_day')) }}
 
 -- Errors, retries and fallbacks per model, version, endpoint, hour and error type. Successful
 -- requests make the row with error_type `none`, so every hour with traffic is present and
--- retries that ended in success count too. Incremental by UTC day, like mart_inference_hourly.
+-- retries that ended in success count too. Incremental by UTC hour, like mart_inference_hourly.
 with events as (
 
-    {{ events_of_touched_days() }}
+    {{ events_of_touched_hours() }}
 
 ),
 

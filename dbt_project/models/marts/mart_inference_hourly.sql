@@ -1,17 +1,18 @@
--- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
 {#- a table built before batched requests gains their columns in place (macros/predictions.sql),
     outside the build's transaction -#}
 {%- set add_columns = "{{ add_columns_in_place({'predictions': ['bigint', 'requests']}) }}" %}
-{{ config(pre_hook={"sql": add_columns, "transaction": false}, **incremental_by_day('event_day')) }}
-{#- the touched days' requests as a query of its own for predictions_of (see there) #}
-{%- set touched_requests = '(' ~ events_of_touched_days() ~ ')' %}
+{{ config(**incremental_by_hour('hour', 'event_day', [{"sql": add_columns, "transaction": false}])) }}
+{#- the touched hours' requests as a query of its own for predictions_of (see there) #}
+{%- set touched_requests = '(' ~ events_of_touched_hours() ~ ')' %}
 
 -- Requests, predictions, errors and latency per model, version, endpoint and hour. Each build
--- recomputes whole days: the days whose events arrived since the last build (late data
--- included). Confidence is averaged over predictions (every element of a batched request).
+-- recomputes whole hours: the hours whose events arrived since the last build (late data
+-- included; incremental_by_hour). Confidence is averaged over predictions (every element of a
+-- batched request).
 with events as (
 
-    {{ events_of_touched_days() }}
+    {{ events_of_touched_hours() }}
 
 ),
 

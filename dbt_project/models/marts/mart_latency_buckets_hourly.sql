@@ -1,16 +1,12 @@
--- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
+{{ config(**incremental_by_hour('hour', 'event_day')) }}
 
 -- Event counts per log-spaced latency bucket, per model, version, endpoint and hour: the
 -- mergeable form of latency that gives p50/p95/p99 for any range via latency_quantile().
+-- Incremental by UTC hour, like mart_inference_hourly.
 with events as (
 
-    select * from {{ ref('fct_inferences') }}
-    where
-        latency_ms is not null
-        {% if is_incremental() %}
-            and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-        {% endif %}
+    {{ events_of_touched_hours('latency_ms is not null') }}
 
 ),
 

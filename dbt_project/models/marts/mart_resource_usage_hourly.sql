@@ -1,14 +1,14 @@
--- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
+{{ config(**incremental_by_hour('hour', 'event_day')) }}
 
 -- CPU, memory and GPU use per model, version and hour, from the events that report
 -- `resources` (numbers or numeric strings; anything else counts as not reported). Every hour
 -- with traffic has a row. Readings are exact decimals (9 places), so sums and averages do not
 -- depend on row order: a day-by-day build equals a full one bit for bit. Incremental by UTC
--- day, like mart_inference_hourly.
+-- hour, like mart_inference_hourly.
 with events as (
 
-    {{ events_of_touched_days() }}
+    {{ events_of_touched_hours() }}
 
 ),
 

@@ -1,0 +1,197 @@
+"""Hour-grain incrementality: the hourly marts (and the daily marts merged from hourly partial
+aggregates) built an hour at a time and in sub-hour batches, late and rewritten objects
+included, equal one full rebuild; a run that brings one hour rebuilds that hour, not its day;
+and a data dir built by the dbt project before hour grain upgrades in place."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import subprocess
+import tarfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import settings_for
+from inferwatch import pipeline, transform
+from inferwatch.ingest.manifest import discover
+from inferwatch.lake import Lake
+from inferwatch.simulate import simulate
+from test_incremental_equals_full import assert_same, tables
+
+#: The models whose work follows the hour, and what they read (dbt selection, upstream included).
+HOUR_GRAIN = (
+    "+mart_inference_hourly +mart_errors_hourly +mart_resource_usage_hourly "
+    "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily"
+)
+
+#: The last commit whose dbt project rebuilt every touched day (before hour grain).
+DAY_GRAIN_COMMIT = "2555661"
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hour_of(key: str) -> str:
+    """raw/<model>/YYYY/MM/DD/HH/part-n.jsonl → YYYY-MM-DD HH"""
+    parts = key.split("/")
+    return "-".join(parts[2:5]) + " " + parts[5]
+
+
+def build(settings, lake, *, full_refresh: bool = False) -> None:
+    transform.build(settings, lake, full_refresh=full_refresh, select=HOUR_GRAIN, data_tests=False)
+
+
+def ingest(settings, lake, objects, run_id: str) -> None:
+    pipeline.ingest(settings, lake, [o.__dict__ for o in objects], run_id)
+
+
+def rewrite_shorter(lake: Lake, key: str, keep: int) -> None:
+    """The object written again with only its first `keep` lines (a new version drops events)."""
+    data = lake.read_bytes(key)
+    zipped = key.endswith(".gz")
+    lines = (gzip.decompress(data) if zipped else data).splitlines(keepends=True)
+    kept = b"".join(lines[:keep])
+    lake.write_bytes(key, gzip.compress(kept) if zipped else kept)
+
+
+def watermarks_by_hour(warehouse: Path) -> dict[str, set]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql(
+            "select strftime(hour, '%Y-%m-%d %H'), source_watermark from mart_inference_hourly"
+        ).fetchall()
+    out: dict[str, set] = {}
+    for hour, watermark in rows:
+        out.setdefault(hour, set()).add(watermark)
+    return out
+
+
+@pytest.fixture(scope="module")
+def three_hours(tmp_path_factory):
+    """Three hours across midnight, built incrementally: hour 22 (one object held back), hour 23
+    in two sub-hour batches, hour 00, the held-back object of hour 22 (late), a rewrite of an
+    object of hour 23 that drops most of its events, and last one object of hour 22 alone
+    (watermarks recorded before and after it). Then one full rebuild of the same lake."""
+    root = tmp_path_factory.mktemp("hour-grain")
+    simulate(
+        str(root / "lake"),
+        truth_dir=root / "truth",
+        start=datetime(2025, 5, 1, 22, tzinfo=UTC),
+        end=datetime(2025, 5, 2, 1, tzinfo=UTC),
+        events=900,
+        seed=5,
+        objects_per_hour=2,
+    )
+    lake = Lake(str(root / "lake"))
+    objects = discover(lake)
+    hours = sorted({hour_of(o.key) for o in objects})
+    assert hours == ["2025-05-01 22", "2025-05-01 23", "2025-05-02 00"]
+    first, second, third = ([o for o in objects if hour_of(o.key) == h] for h in hours)
+    late, last = first[0], first[1]
+    rewritten = second[0].key
+    batches = [
+        [o for o in first if o not in (late, last)],
+        [o for o in second if o.key.endswith("part-0.jsonl")],
+        [o for o in second if not o.key.endswith("part-0.jsonl")],
+        third,
+        [late],
+    ]
+    incremental = settings_for(lake.url, root / "incremental")
+    for number, batch in enumerate(batches):
+        assert batch, number
+        ingest(incremental, lake, batch, f"batch-{number}")
+        build(incremental, lake)
+    rewrite_shorter(lake, rewritten, keep=3)
+    ingest(incremental, lake, [o for o in discover(lake) if o.key == rewritten], "rewrite")
+    build(incremental, lake)
+    before = watermarks_by_hour(incremental.warehouse_path)
+    ingest(incremental, lake, [last], "one-more-object")
+    build(incremental, lake)
+    after = watermarks_by_hour(incremental.warehouse_path)
+    assert discover(lake) == []
+
+    built = tables(incremental.warehouse_path)
+    # the full rebuild in the same data dir: dbt's parse of the project is reused
+    build(incremental, lake, full_refresh=True)
+    return {
+        "incremental": built,
+        "full": tables(incremental.warehouse_path),
+        "before": before,
+        "after": after,
+        "hour_of_last": hour_of(last.key),
+    }
+
+
+def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
+    incremental, rebuilt = three_hours["incremental"], three_hours["full"]
+    assert set(incremental) >= {
+        "fct_inferences",
+        "mart_inference_hourly",
+        "mart_errors_hourly",
+        "mart_resource_usage_hourly",
+        "mart_latency_buckets_hourly",
+        "mart_latency_daily",
+        "mart_feature_distribution_daily",
+        "mart_drift_daily",
+    }
+    assert set(incremental) == set(rebuilt)
+    for name in incremental:
+        assert len(incremental[name]) > 0, name
+        assert_same(incremental[name], rebuilt[name], name)
+
+
+def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours):
+    before, after = three_hours["before"], three_hours["after"]
+    touched = three_hours["hour_of_last"]
+    assert set(before) == set(after) == {"2025-05-01 22", "2025-05-01 23", "2025-05-02 00"}
+    # the touched hour's rows were rebuilt, with the new watermark ...
+    assert len(after[touched]) == 1
+    assert after[touched] != before[touched]
+    # ... and every other hour, the other hour of the same day included, was left as it was
+    for hour in set(before) - {touched}:
+        assert after[hour] == before[hour], hour
+
+
+@pytest.fixture(scope="module")
+def day_grain_project(tmp_path_factory) -> Path:
+    """The dbt project as it was before hour grain, from git history (a clone has it)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", DAY_GRAIN_COMMIT, "dbt_project"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    root = tmp_path_factory.mktemp("day-grain-project")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as archived:
+        archived.extractall(root, filter="data")
+    return root / "dbt_project"
+
+
+def test_a_day_grain_data_dir_upgrades_in_place(tmp_path, day_grain_project, monkeypatch):
+    simulate(
+        str(tmp_path / "lake"),
+        truth_dir=tmp_path / "truth",
+        start=datetime(2025, 5, 1, 23, tzinfo=UTC),
+        end=datetime(2025, 5, 2, 1, tzinfo=UTC),
+        events=400,
+        seed=8,
+    )
+    lake = Lake(str(tmp_path / "lake"))
+    objects = discover(lake)
+    first_hour = min(hour_of(o.key) for o in objects)
+    upgraded = settings_for(lake.url, tmp_path / "upgraded")
+    with monkeypatch.context() as patched:
+        patched.setattr(transform, "DBT_PROJECT_DIR", day_grain_project)
+        ingest(upgraded, lake, [o for o in objects if hour_of(o.key) == first_hour], "old")
+        build(upgraded, lake)
+    ingest(upgraded, lake, discover(lake), "new")
+    build(upgraded, lake)
+    incremental = tables(upgraded.warehouse_path)
+
+    build(upgraded, lake, full_refresh=True)  # a fresh build, dbt's parse reused
+    rebuilt = tables(upgraded.warehouse_path)
+    assert set(incremental) == set(rebuilt)
+    for name in incremental:
+        assert len(incremental[name]) > 0, name
+        assert_same(incremental[name], rebuilt[name], name)
