@@ -1,13 +1,14 @@
 """Data tests read the partitions a build touched, and dbt's parse is kept across runs.
 
-One small lake built once (pipeline_steps' objects), then only fct_inferences' data tests are
-re-run (`dbt test --select fct_inferences`, a few seconds each) on a warehouse planted with
-violations, in partitions the last passing build checked and in ones it did not.
+On a copy of the session's pipeline run, only fct_inferences' data tests are re-run (`dbt test
+--select fct_inferences`, a few seconds each) on a warehouse planted with violations, in
+partitions the last passing build checked and in ones it did not; the gate once.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import UTC, datetime
 
 import duckdb
@@ -16,23 +17,18 @@ import pytest
 from conftest import settings_for
 from inferwatch import pipeline, transform
 from inferwatch.lake import Lake
-from pipeline_steps import key_of, raw_object
 
 SCOPED = re.compile(r"from (\(select \* from .*\)) as dbt_subquery", re.DOTALL)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("touched")
-    lake = Lake(str(root / "lake"))
-    for n in range(2):
-        lake.write_bytes(key_of(n), raw_object(n))
-    settings = settings_for(lake.url, root / "state")
-    report = pipeline.ingest(settings, lake, pipeline.discover(lake), "touched-1")
-    assert report["lines_loaded"] == 300
-    outcome = transform.build(settings, lake)
-    assert outcome.success
-    return settings, lake
+def built(pipeline_run, tmp_path_factory):
+    """A copy of the session pipeline run's data dir (its build passed its tests and the gate),
+    over the same lake (only read here)."""
+    state = tmp_path_factory.mktemp("touched") / "state"
+    shutil.copytree(pipeline_run.settings.data_dir, state)
+    settings = settings_for(pipeline_run.settings.lake_url, state)
+    return settings, Lake(settings.lake_url)
 
 
 def dbt_log_size(settings) -> int:
@@ -68,15 +64,15 @@ def failed_tests(outcome: transform.BuildResult) -> set[str]:
 
 def test_docs_page_kept_when_project_and_schema_unchanged(built):
     settings, lake = built
-    index = transform.generate_docs(settings, lake)
-    written = index.stat().st_mtime_ns
+    index = settings.dbt_docs_dir / "index.html"
+    written = index.stat().st_mtime_ns  # by the run's transform
     offset = dbt_log_size(settings)
     assert transform.generate_docs(settings, lake) == index
     assert index.stat().st_mtime_ns == written
     assert dbt_log_size(settings) == offset  # dbt was not invoked
 
 
-def test_nothing_new_tests_no_row_and_parses_partially(built):
+def test_nothing_new_tests_no_row(built):
     settings, lake = built
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         (checked_through,) = con.sql(
@@ -85,19 +81,19 @@ def test_nothing_new_tests_no_row_and_parses_partially(built):
         (newest,) = con.sql("select max(ingested_at) from fct_inferences").fetchone()
     assert newest < checked_through  # the build began after the ingest it built from
 
-    outcome, logged = run_fct_inferences_tests(settings, lake)
+    # (the copy's first dbt command parses in full: dbt's saved parse is keyed by the profile's
+    # values, and the copied warehouse has another path)
+    outcome, _ = run_fct_inferences_tests(settings, lake)
 
     assert outcome.success and outcome.nodes >= 6
-    # dbt reused the parse of the build before (target path in the data dir)
-    assert "Partial parsing enabled" in logged, logged[-3000:]
-    assert "Unable to do partial parsing" not in logged
     for name in ("not_null_fct_inferences_event_id", "unique_fct_inferences_event_id"):
         assert rows_tested(settings, name) == 0
 
 
 def test_violations_in_checked_partitions_are_not_reread(built):
     """An event duplicated by a touched row fails `unique` (the semi-join reaches the untouched
-    copy); a null planted in an untouched row is not read; once its row is touched, it fails."""
+    copy); a null planted in an untouched row is not read; once its row is touched, it fails.
+    And dbt parses only what changed since the command before."""
     settings, lake = built
     now = datetime.now(UTC).replace(tzinfo=None)
     with duckdb.connect(str(settings.warehouse_path)) as con:
@@ -112,7 +108,10 @@ def test_violations_in_checked_partitions_are_not_reread(built):
             "(select max(event_id) from fct_inferences)"
         )
     try:
-        outcome, _ = run_fct_inferences_tests(settings, lake)
+        outcome, logged = run_fct_inferences_tests(settings, lake)
+        # dbt reused the parse of the command before (target path in the data dir)
+        assert "Partial parsing enabled" in logged, logged[-3000:]
+        assert "Unable to do partial parsing" not in logged
         assert failed_tests(outcome) == {"unique_fct_inferences_event_id"}
         assert rows_tested(settings, "unique_fct_inferences_event_id") == 2
         assert rows_tested(settings, "not_null_fct_inferences_model") == 1  # the new copy
@@ -156,15 +155,10 @@ def contract_failures(validation: dict) -> set[str]:
 
 def test_gate_reads_the_touched_rows(built):
     """The contract reads the rows ingested since the last build that passed: none after a
-    pass; a violation planted there holds the build back (and again on the next validation, as
+    pass; a violation planted there holds the build back (and is read again next time, as
     nothing passed), one in a row an earlier gate passed is not read again."""
     settings, _ = built
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        (total,) = con.sql("select count(*) from fct_inferences").fetchone()
-    assert contract_rows(settings) == total  # no gate passed yet: every row
-    first = pipeline.validate(settings, "touched-v1")
-    assert first["passed_gate"], first["failed_critical"]
-    assert contract_rows(settings) == 0
+    assert contract_rows(settings) == 0  # the run passed the gate
 
     now = datetime.now(UTC).replace(tzinfo=None)
     with duckdb.connect(str(settings.warehouse_path)) as con:
@@ -179,10 +173,10 @@ def test_gate_reads_the_touched_rows(built):
         )
     try:
         assert contract_rows(settings) == 1
-        for run in ("touched-v2", "touched-v3"):
-            held = pipeline.validate(settings, run)
-            assert not held["passed_gate"]
-            assert contract_failures(held) == {"latency_ms"}
+        held = pipeline.validate(settings, "touched-v2")
+        assert not held["passed_gate"]
+        assert contract_failures(held) == {"latency_ms"}
+        assert contract_rows(settings) == 1  # held back: the next run reads it again
     finally:
         with duckdb.connect(str(settings.warehouse_path)) as con:
             con.execute("delete from fct_inferences where event_id = 'planted-new'")
