@@ -394,7 +394,10 @@ def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict
     from inferwatch.transform import build
 
     with pipeline_lock(settings, "score anomalies"):
-        summary = score_days(lake, settings.warehouse_path, ingest_report.get("days") or [])
+        summary = score_days(
+            lake, settings.warehouse_path, ingest_report.get("days") or [],
+            cache_dir=settings.data_dir / "anomaly" / "forests",
+        )  # fmt: skip
         if summary["files"]:
             new_build(settings)
             build(settings, lake, select="stg_lake__anomaly_scores+")  # the anomaly marts

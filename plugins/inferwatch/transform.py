@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -162,36 +164,128 @@ def build(
     data_tests: bool = True,
 ) -> BuildResult:  # fmt: skip
     """``dbt build`` (models and, unless told not to, their data tests; ``select``ed or all);
-    raises with the failed nodes named."""
+    raises with the failed nodes named. Data tests read the partitions touched since the last
+    full build that passed (dbt_project/macros/touched_partitions.sql)."""
     extra = ["--full-refresh"] if full_refresh else []
     if select:
         extra += ["--select", select]
     if not data_tests:
         extra += ["--exclude-resource-type", "test"]
+    started = datetime.now(UTC).replace(tzinfo=None)  # before dbt reads any ingest time
+    fingerprint = project_fingerprint()
+    _forget_checked_rows_if_stale(settings, fingerprint, full_refresh)
     outcome = run_dbt(settings, lake, "build", *PRODUCTION_BUILD, *extra)
     if not outcome.success:
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
+    if data_tests and not select:
+        _record_checked_through(settings, started, fingerprint)
     log.info("dbt build: %d nodes ok", outcome.nodes)
     return outcome
+
+
+# ------------------------------------------------- data tests on the touched partitions
+#: Written after each full build whose data tests passed; its data tests read only rows with a
+#: later watermark (dbt_project/macros/touched_partitions.sql).
+DATA_TEST_STATE = "inferwatch_data_test_state"
+#: What the project fingerprint covers (what a build's SQL and tests come from).
+_PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds", "tests")
+
+
+def project_fingerprint() -> str:
+    """A hash of the dbt project's files and dbt's version: a new version of the models (an
+    upgrade) makes the next build test every row again."""
+    from dbt.version import __version__ as dbt_version
+
+    digest = hashlib.sha256(dbt_version.encode())
+    for part in _PROJECT_PARTS:
+        root = DBT_PROJECT_DIR / part
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file():
+                digest.update(str(path.relative_to(DBT_PROJECT_DIR)).encode() + b"\0")
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _state_table_exists(con) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from duckdb_tables() where table_name = ?", [DATA_TEST_STATE]
+        ).fetchone()[0]
+    )
+
+
+def _forget_checked_rows_if_stale(settings: Settings, fingerprint: str, full_refresh: bool) -> None:
+    """Empty the state when the project changed since it was written (or on a full refresh):
+    every row is tested again."""
+    import duckdb
+
+    if not settings.warehouse_path.exists():
+        return
+    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+        if not _state_table_exists(con):
+            return
+        stale = con.execute(
+            f"select count(*) from {DATA_TEST_STATE} "
+            "where project_fingerprint is distinct from ? or ?",
+            [fingerprint, full_refresh],
+        ).fetchone()[0]
+        if stale:
+            log.info("data tests: the project changed (or full refresh): every row is tested")
+            con.execute(f"delete from {DATA_TEST_STATE}")
+
+
+def _record_checked_through(settings: Settings, started: datetime, fingerprint: str) -> None:
+    """Every row built from data ingested before ``started`` passed the data tests."""
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+        if not _state_table_exists(con):  # a project without the hook (run by hand)
+            return
+        con.execute(f"delete from {DATA_TEST_STATE}")
+        con.execute(f"insert into {DATA_TEST_STATE} values (?, ?)", [started, fingerprint])
 
 
 def generate_docs(settings: Settings, lake: Lake) -> Path:
     """dbt's docs site of the warehouse just built, as one self-contained page (``dbt docs
     generate --static``: manifest and catalog inside) at ``settings.dbt_docs_dir/index.html``,
     replaced whole so the served page is never half written. ``--no-compile``: the build
-    compiled the project already; right after a build in the same process this takes ~1 s."""
+    compiled the project already; right after a build in the same process this takes ~1 s.
+
+    The page shows the project and the warehouse's tables and columns (dbt-duckdb's catalog
+    has no row counts), so a build that changed neither keeps the page it has."""
     started = time.monotonic()
+    index = settings.dbt_docs_dir / "index.html"
+    key_path = settings.data_dir / "dbt" / "docs-key"
+    key = _docs_key(settings)
+    if index.is_file() and key_path.is_file() and key_path.read_text() == key:
+        log.info("dbt docs: project and schema unchanged, %s kept", index)
+        return index
     result = _invoke(settings, lake, "docs generate", "--no-compile", "--static")
     page = dbt_target_path(settings) / "static_index.html"
     if not result.success or not page.is_file():
         raise TransformError(f"dbt docs generate wrote no {page.name}")
     settings.dbt_docs_dir.mkdir(parents=True, exist_ok=True)
-    index = settings.dbt_docs_dir / "index.html"
     tmp = index.with_name(f".index.{os.getpid()}.tmp")
     tmp.write_bytes(page.read_bytes())
     os.replace(tmp, index)
+    key_path.write_text(key)
     log.info("dbt docs: %s in %.1f s", index, time.monotonic() - started)
     return index
+
+
+def _docs_key(settings: Settings) -> str:
+    """What the docs page is made of: the project and the warehouse's relations and columns."""
+    import duckdb
+
+    with duckdb.connect(
+        str(settings.warehouse_path), read_only=True, config=settings.duckdb_config
+    ) as con:
+        columns = con.execute(
+            "select table_schema, table_name, column_name, data_type from "
+            "information_schema.columns order by all"
+        ).fetchall()
+    return hashlib.sha256((project_fingerprint() + repr(columns)).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------- Spark target

@@ -12,17 +12,22 @@ JSON object; both are counted in the summary and logged.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import os
+import pickle
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
 from inferwatch import names
+from inferwatch.anomaly import forest as forest_module
 from inferwatch.anomaly.forest import FittedForest, fit, read_reference
 from inferwatch.lake import Lake, lake_key
 
@@ -102,24 +107,76 @@ def _scores_table(forest: FittedForest, sample: Sample, day: str, day_events: in
     })  # fmt: skip
 
 
-def _forest(lake: Lake, model: str, version: str) -> FittedForest | None:
+def _forest(
+    lake: Lake, model: str, version: str, cache_dir: Path | None = None
+) -> FittedForest | None:
     """The version's forest; None (logged) when it has no reference or one that cannot be
-    read or fitted: that version goes unscored, the others are scored."""
+    read or fitted: that version goes unscored, the others are scored. With ``cache_dir``, a
+    forest fitted on the same reference files (key, size, etag/mtime) is reused, not refitted:
+    fitting is seconds per version and every run scores."""
     try:
+        cached = _cache_path(lake, model, version, cache_dir)
+        reused = _read_cache(cached)
+        if reused is not None:
+            return reused
         reference = read_reference(lake, model, version)
         if reference is None:
             log.info("no reference for %s %s: its inputs are not scored", model, version)
             return None
-        return fit(reference, model, version)
+        fitted = fit(reference, model, version)
+        if cached is not None:
+            _write_cache(cached, fitted)
+        return fitted
     except ValueError as error:  # an unreadable file, columns that do not fit (ArrowInvalid…)
         log.warning("reference of %s %s unusable, its inputs are not scored: %s",
                     model, version, error)  # fmt: skip
         return None
 
 
+def _cache_path(lake: Lake, model: str, version: str, cache_dir: Path | None) -> Path | None:
+    """Where the forest of this version's current reference files is kept (None: no cache, or
+    no reference)."""
+    if cache_dir is None:
+        return None
+    import sklearn
+
+    listed = sorted(
+        (info.key, info.size, info.version)
+        for info in lake.list(lake_key("reference", model, version, folder=True))
+    )
+    if not listed:
+        return None
+    what = [listed, sklearn.__version__, forest_module.TREES, forest_module.SEED,
+            forest_module.EXPECTED_SHARE]  # fmt: skip
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
+    return cache_dir / f"{digest}.pkl"
+
+
+def _read_cache(path: Path | None) -> FittedForest | None:
+    """The cached forest; None when there is none or it does not load (then it is refitted)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            fitted = pickle.load(fh)  # our own file, in the owner-only data dir
+    except Exception as error:  # a truncated or foreign file: refit and replace it
+        log.warning("cached forest %s unusable (%s): refitting", path, error)
+        return None
+    return fitted if isinstance(fitted, FittedForest) else None
+
+
+def _write_cache(path: Path, fitted: FittedForest) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(fitted, fh)
+    os.replace(tmp, path)
+
+
 def score_days(
-    lake: Lake, warehouse_path, touched_days: list[str], sample_size: int = SAMPLE_SIZE
-) -> dict:
+    lake: Lake, warehouse_path, touched_days: list[str], sample_size: int = SAMPLE_SIZE,
+    cache_dir: Path | None = None,
+) -> dict:  # fmt: skip
     """Score every (model, version, day) that was touched or has no scores; returns a summary
     (with the model versions skipped for their names and the count of events skipped)."""
     existing = {info.key for info in lake.list(f"{PREFIX}/")}
@@ -140,7 +197,7 @@ def score_days(
             if day not in touched and key in existing:
                 continue
             if (model, version) not in forests:
-                forests[model, version] = _forest(lake, model, version)
+                forests[model, version] = _forest(lake, model, version, cache_dir)
             forest = forests[model, version]
             if forest is None:
                 continue

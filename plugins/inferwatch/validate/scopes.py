@@ -1,5 +1,6 @@
-"""What one validated batch is: a whole table, one model's rows, a version's newest day, or the
-rows of the run (ingested since the last build that passed; :mod:`.gate_state`).
+"""What one validated batch is: a whole table, one model's rows, a version's newest day, the
+rows of the run (ingested since the last build that passed; :mod:`.gate_state`), or the rows
+touched since then (with every row sharing their key).
 
 Read from the candidate warehouse (read-only, closed before GX opens it) so the suites stay
 model-agnostic: a new model is validated, with its own severity and thresholds, the first run
@@ -62,6 +63,8 @@ def plan_batches(
                 batches.append(_table_batch(spec, policy))
             elif spec.scope == "model":
                 batches.extend(_model_batches(con, spec, policy))
+            elif spec.scope == "touched":
+                batches.extend(_touched_batches(spec, policy, window or RunWindow()))
             elif spec.scope == "run":
                 query = (window or RunWindow()).query(spec.table)
                 batches.append(replace(_table_batch(spec, policy), query=query))
@@ -72,6 +75,31 @@ def plan_batches(
 
 def _table_batch(spec: SuiteSpec, policy: Policy) -> Batch:
     return Batch(spec, spec.name, policy.severity(spec), policy.thresholds(spec))
+
+
+#: Expectations on the table's shape (columns, types): read from its metadata, never its rows,
+#: and only a table asset reflects the types as the contract writes them.
+SHAPE_EXPECTATIONS = frozenset(
+    {"expect_table_columns_to_match_set", "expect_column_values_to_be_of_type",
+     "expect_column_values_to_be_in_type_list"}
+)  # fmt: skip
+
+
+def _touched_batches(spec: SuiteSpec, policy: Policy, window: RunWindow) -> list[Batch]:
+    """The shape checks on the table, the row checks on the rows touched since the last build
+    that passed (all rows in one batch when no build passed yet)."""
+    query = window.touched_query(spec.table, spec.key)
+    if query is None:
+        return [_table_batch(spec, policy)]
+    shape = [e for e in spec.expectations if e["type"] in SHAPE_EXPECTATIONS]
+    rows = [e for e in spec.expectations if e["type"] not in SHAPE_EXPECTATIONS]
+    batches = []
+    if shape:
+        batches.append(_table_batch(replace(spec, expectations=shape), policy))
+    if rows:
+        touched = _table_batch(replace(spec, expectations=rows), policy)
+        batches.append(replace(touched, name=f"{spec.name}[touched]", query=query))
+    return batches
 
 
 def _model_batches(con: duckdb.DuckDBPyConnection, spec: SuiteSpec, policy: Policy) -> list[Batch]:

@@ -9,9 +9,11 @@ A suite file is small and reviewable::
                        "meta": {"check": "newest_event", "threshold": "..."}}]}
 
 ``scope`` says what one batch is (:mod:`inferwatch.validate.scopes`): the whole ``table``,
-its rows of one ``model``, one model version's newest day (``model_version_day``), or the rows
+its rows of one ``model``, one model version's newest day (``model_version_day``), the rows
 of the ``run``: the batches ingested since the last build that passed, with a column
-``acknowledged`` (:mod:`inferwatch.validate.gate_state`).
+``acknowledged`` (:mod:`inferwatch.validate.gate_state`), or the ``touched`` rows: those
+ingested since the last build that passed, plus every row sharing a ``key`` with one of them
+(so uniqueness of the key still holds against the whole table).
 ``${name}`` in any kwarg or meta string is replaced by the threshold of that name in force for
 the batch (suite default, policy, overrides), so a ceiling written into SQL stays configurable.
 A kwarg ``{"$reference_partition": "<feature>"}`` becomes the training reference's histogram
@@ -34,11 +36,12 @@ from inferwatch.config import EXPECTATIONS_DIR
 
 GATE_SEVERITY = "critical"
 SEVERITIES = ("critical", "warning", "info")  # GX's own FailureSeverity values
-SCOPES = ("table", "model", "model_version_day", "run")
+SCOPES = ("table", "model", "model_version_day", "run", "touched")
 PER_MODEL_SCOPES = ("model", "model_version_day")
 REFERENCE_PARTITION = "$reference_partition"
 _SUITE_KEYS = {
-    "name", "table", "scope", "severity", "description", "notes", "thresholds", "expectations",
+    "name", "table", "scope", "key", "severity", "description", "notes", "thresholds",
+    "expectations",
 }  # fmt: skip
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
@@ -54,6 +57,8 @@ class SuiteSpec:
     scope: str = "table"
     thresholds: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    #: ``touched`` scope: the column whose values select the untouched rows checked too.
+    key: str | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> SuiteSpec:
@@ -74,6 +79,7 @@ class SuiteSpec:
             expectations=raw["expectations"],
             thresholds={k: as_number(k, v) for k, v in raw.get("thresholds", {}).items()},
             description=raw.get("description", ""),
+            key=raw.get("key"),
         )
 
     @property
