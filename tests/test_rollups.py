@@ -189,13 +189,18 @@ def _with_filter(context: dict, filters: list[dict], grain: str | None = None) -
 
 @pytest.fixture(scope="module")
 def scope_values(pipeline_run) -> dict:
+    """Distinct values of each scope column, and one (model, endpoint) pair with traffic."""
     with pipeline_run.serving() as con:
-        return {
+        values = {
             column: [v for (v,) in con.execute(
                 f"select distinct {column} from main.mart_inference_hourly order by 1"
             ).fetchall()]
             for column in SCOPE
         }  # fmt: skip
+        values["pair"] = con.execute(
+            "select model, endpoint from main.mart_inference_hourly order by all limit 1"
+        ).fetchone()
+    return values
 
 
 def test_latency_chart_same_figures_as_from_the_buckets(superset_synced, scope_values):
@@ -205,11 +210,12 @@ def test_latency_chart_same_figures_as_from_the_buckets(superset_synced, scope_v
     ids = superset_synced.ids
     new = _saved_query_context(client, ids["chart"][LATENCY_CHART])
     model, other = scope_values["model"][:2]
+    pair_model, pair_endpoint = scope_values["pair"]
     cases = [
         ([], None),
         ([{"col": "model", "op": "IN", "val": [model]}], None),
-        ([{"col": "model", "op": "IN", "val": [model]},
-          {"col": "endpoint", "op": "IN", "val": scope_values["endpoint"][:1]}], None),
+        ([{"col": "model", "op": "IN", "val": [pair_model]},
+          {"col": "endpoint", "op": "IN", "val": [pair_endpoint]}], None),
         ([{"col": "model_version", "op": "IN", "val": scope_values["model_version"][:1]}], None),
         ([{"col": "model", "op": "IN", "val": [model, other]}], None),
         ([{"col": "model", "op": "NOT IN", "val": [model]}], None),
