@@ -470,6 +470,12 @@ class Bench:
 
     def superset(self) -> None:
         days, per_day = self.args.superset_days, self.args.superset_events_per_day
+        if self.args.superset_reuse:  # a kept run's lake and data dir, upgraded in place
+            kept = self.args.superset_reuse
+            lake, data_dir = kept / "lakes" / "superset", kept / "state" / "superset"
+            run = self.inferwatch_run("inferwatch run superset (reused)", data_dir, lake)
+            self.superset_charts(data_dir, lake, days * per_day, run)
+            return
         lake = self.work / "lakes" / "superset"
         end = DAY_START
         sim = self.simulate(
@@ -1163,6 +1169,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--superset-days", type=int, default=90)
     parser.add_argument("--superset-events-per-day", type=int, default=100_000)
+    parser.add_argument(
+        "--superset-reuse",
+        type=Path,
+        metavar="KEPT_WORK_DIR",
+        help="skip the simulation: run this code's pipeline again on the lake and data dir of a "
+        "kept --only superset run (inferwatch-bench-* under --work-dir; --superset-days and "
+        "--superset-events-per-day must be that run's), then time the charts",
+    )
     parser.add_argument(
         "--superset-requests", type=int, default=20, help="requests per chart (default %(default)s)"
     )
