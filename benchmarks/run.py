@@ -609,6 +609,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def saved_query_context(client, chart_id: int) -> tuple[dict, dict]:
+    """A synced chart and its saved ``query_context``, ready to POST to /api/v1/chart/data
+    (the datasource's id filled in from the form data, JSON results)."""
+    chart = client.request("GET", f"/api/v1/chart/{chart_id}")["result"]
+    query_context = json.loads(chart["query_context"])
+    datasource = query_context.get("datasource") or {}
+    if not datasource.get("id"):
+        form = query_context.get("form_data") or {}
+        ds = form.get("datasource") or ""
+        if "__" in ds:
+            datasource = {"id": int(ds.split("__")[0]), "type": ds.split("__")[1]}
+    query_context["datasource"] = datasource
+    query_context["result_format"] = "json"
+    query_context["result_type"] = "full"
+    return chart, query_context
+
+
 def chart_latencies(
     url: str, password: str, ids: dict, repeat: int, budget_s: float
 ) -> dict[str, dict]:
@@ -625,17 +642,7 @@ def chart_latencies(
     client = SupersetClient(url, "admin", password, timeout=300)
     out = {}
     for chart_id in ids["chart"].values():
-        chart = client.request("GET", f"/api/v1/chart/{chart_id}")["result"]
-        query_context = json.loads(chart["query_context"])
-        datasource = query_context.get("datasource") or {}
-        if not datasource.get("id"):
-            form = query_context.get("form_data") or {}
-            ds = form.get("datasource") or ""
-            if "__" in ds:
-                datasource = {"id": int(ds.split("__")[0]), "type": ds.split("__")[1]}
-        query_context["datasource"] = datasource
-        query_context["result_format"] = "json"
-        query_context["result_type"] = "full"
+        chart, query_context = saved_query_context(client, chart_id)
         errors: list[str] = []
 
         def post(qc=query_context, errors=errors) -> tuple[float, int]:
