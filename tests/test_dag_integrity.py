@@ -85,6 +85,7 @@ def test_schedule_setting_reaches_the_timetable(monkeypatch):
         "continuous": "@continuous",
         "5m": timedelta(minutes=5),
         "*/5 * * * *": "*/5 * * * *",
+        "none": None,  # only triggered runs
     }
     for value, schedule in cases.items():
         if value is None:
