@@ -420,6 +420,7 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
     steady_end = steady_start + args.minutes * 60
     log(f"steady state from {_clock(steady_start)} for {args.minutes} min")
     counted: dict[str, float] = {}
+    said = 0.0
     drain_until = steady_end + args.drain_minutes * 60
     while True:
         now = time.time()
@@ -437,8 +438,8 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
             for obj in group:
                 if value is not None and value >= obj["target"]:
                     counted[obj["key"]] = at
-        if now - getattr(probe, "_said", 0) > 60:
-            probe._said = now
+        if now - said > 60:
+            said = now
             log(f"  {len(samples)} objects sampled, {len(pending)} not yet counted")
         time.sleep(args.poll)
     fresh = [counted[o["key"]] - o["landed_at"] for o in samples if o["key"] in counted]
@@ -477,6 +478,12 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
             },  # fmt: skip
             "list": steady_runs,
         },
+        "samples": [
+            {**o, "counted_after_s": round(counted[o["key"]] - o["landed_at"], 1)}
+            if o["key"] in counted
+            else {**o, "counted_after_s": None}
+            for o in samples
+        ],
         "writer": {
             "events_per_tick": writer.events,
             "interval_s": args.interval,
