@@ -724,12 +724,20 @@ class AirflowApi:
             "trigger_to_end_s": round(end - triggered, 2),
             "trigger_to_start_s": round(start - triggered, 2),
             "tasks_s": {task: round(i["duration_s"], 2) for task, i in tasks.items()},
-            # the run's time outside its tasks (negative where tasks overlapped): the
-            # scheduler's loop, queueing, each LocalExecutor task process starting
-            "outside_tasks_s": round(
-                (end - start) - sum(i["duration_s"] for i in tasks.values()), 2
-            ),
+            # the run's time when none of its tasks ran: the scheduler's loop, queueing, each
+            # LocalExecutor task process starting before its task's clock starts
+            "no_task_running_s": round(end - start - covered(tasks.values()), 2),
         }
+
+
+def covered(intervals) -> float:
+    """Seconds covered by the union of task intervals (tasks may run side by side)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted((i["start"], i["end"]) for i in intervals if i["end"]):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _api_epoch(text: str) -> float:
@@ -1167,8 +1175,8 @@ def render(r: dict) -> str:
                     None,
                     s["deployment_peak_rss_mb"],
                     f"trigger to end, median of {len(runs)}; LocalExecutor; to start "
-                    f"{last['trigger_to_start_s']:.1f}s, outside tasks "
-                    f"{last['outside_tasks_s']:.1f}s; tasks: "
+                    f"{last['trigger_to_start_s']:.1f}s, no task running "
+                    f"{last['no_task_running_s']:.1f}s; tasks: "
                     + ", ".join(f"{k} {v:.1f}s" for k, v in last["tasks_s"].items()),
                 )
             )
