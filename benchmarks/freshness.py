@@ -156,14 +156,30 @@ class ChartProbe:
     """The dashboard's count of requests for one model and hour, over Superset's REST API."""
 
     def __init__(self, url: str, password: str, ids: dict):
-        from inferwatch.serve.superset_sync import SupersetClient
-
-        self.client = SupersetClient(url, "admin", password, timeout=120)
+        self.url, self.password = url, password
+        self.login()
         uuid = chart_uuid(CHART)
         _, self.query_context = saved_query_context(self.client, ids["chart"][uuid])
         self.query_context["force"] = True  # no cache may answer for the database
         self.requests = 0
+        self.logins = 1
         self.errors: list[str] = []
+
+    def login(self) -> None:
+        from inferwatch.serve.superset_sync import SupersetClient
+
+        self.client = SupersetClient(self.url, "admin", self.password, timeout=120)
+
+    def post(self, qc: dict):
+        """POST the query; log in again once if the access token expired (Superset's JWT
+        lasts 15 minutes: a longer run outlives it)."""
+        url = f"{self.client.url}/api/v1/chart/data"
+        response = self.client.http.post(url, json=qc, timeout=self.client.timeout)
+        if response.status_code in (401, 422):  # expired; 422: a token it cannot read
+            self.login()
+            self.logins += 1
+            response = self.client.http.post(url, json=qc, timeout=self.client.timeout)
+        return response
 
     def count(self, model: str, hour: str) -> float | None:
         qc = json.loads(json.dumps(self.query_context))
@@ -175,9 +191,7 @@ class ChartProbe:
             query.setdefault("filters", []).append({"col": "model", "op": "==", "val": model})
         self.requests += 1
         try:
-            response = self.client.http.post(
-                f"{self.client.url}/api/v1/chart/data", json=qc, timeout=self.client.timeout
-            )
+            response = self.post(qc)
             response.raise_for_status()
             data = response.json()["result"][0]["data"]
         except Exception as error:  # a run swapping files under Superset: try again
@@ -459,6 +473,7 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
             "poll_s": args.poll,
             "chart": CHART,
             "chart_requests": probe.requests,
+            "chart_logins": probe.logins,
             "chart_errors": probe.errors[:5],
         },
         "runs": {
