@@ -10,6 +10,9 @@ Two memory figures per child, because neither alone is enough:
 
 The sampled sums are kept as a timeline (epoch seconds, bytes), so that the peak of one part of
 a long run (one Airflow task of ``inferwatch run``) can be read off it afterwards.
+
+``TreeSampler`` alone samples process trees this process did not start and does not wait for
+(a deployment of servers started by pid file: ``benchmarks/freshness.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,38 +67,61 @@ class Measured:
         }
 
 
-class _TreeSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float):
+class TreeSampler(threading.Thread):
+    """Samples the summed RSS of process trees every ``interval`` seconds, in a thread.
+
+    ``roots()`` names the trees' root pids at each sample ({name: pid}), so that a deployment
+    whose servers start, restart or fork workers later is followed as it is; a process in two
+    trees counts once. ``peak_parts`` is each root's share at the moment of the peak.
+    """
+
+    def __init__(self, roots: Callable[[], dict[str, int]], interval: float):
         super().__init__(daemon=True)
-        self.pid = pid
+        self.roots = roots
         self.interval = interval
         self.peak = 0
+        self.peak_parts: dict[str, int] = {}
         self.samples = 0
         self.timeline: list[tuple[float, int]] = []
         self._halt = threading.Event()
 
-    def run(self) -> None:
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._halt.is_set():
-            total = 0
+    def sample(self) -> tuple[int, dict[str, int]] | None:
+        seen: set[int] = set()
+        parts: dict[str, int] = {}
+        for name, pid in self.roots().items():
             try:
+                root = psutil.Process(pid)
                 procs = [root, *root.children(recursive=True)]
             except psutil.NoSuchProcess:
-                break
+                continue
             for proc in procs:
+                if proc.pid in seen:
+                    continue
+                seen.add(proc.pid)
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-            self.peak = max(self.peak, total)
-            self.samples += 1
-            self.timeline.append((time.time(), total))
+                    parts[name] = parts.get(name, 0) + proc.memory_info().rss
+        return (sum(parts.values()), parts) if seen else None
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            measured = self.sample()
+            if measured is None and self.samples:
+                break  # every tree has exited
+            if measured is not None:
+                total, parts = measured
+                if total > self.peak:
+                    self.peak, self.peak_parts = total, parts
+                self.samples += 1
+                self.timeline.append((time.time(), total))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+def _TreeSampler(pid: int, interval: float) -> TreeSampler:  # noqa: N802 (the one-child case)
+    return TreeSampler(lambda: {"child": pid}, interval)
 
 
 def run_measured(

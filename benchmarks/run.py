@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from measure import MB, Measured, run_measured
+from measure import MB, Measured, TreeSampler, run_measured
 
 from inferwatch import airflow_env
 from inferwatch.config import DAGS_DIR, PROJECT_ROOT, Settings, read_secrets
@@ -47,6 +47,7 @@ DAG_FILE = DAGS_DIR / "inferwatch_pipeline.py"
 
 DAY_START = datetime(2025, 5, 1, tzinfo=UTC)
 DAY_END = DAY_START + timedelta(days=1)
+LAST_HOUR = DAY_END - timedelta(hours=1)
 GB = 1 << 30
 
 #: Everything one run can measure; --only picks a subset. Opt-in: superset (it simulates and
@@ -54,14 +55,15 @@ GB = 1 << 30
 #: step in its own process: per-step memory without the other steps' leftovers, ingest's
 #: breakdown). By default each step's time and peak memory come from the end-to-end run's
 #: Airflow task instances and its memory timeline, so the 10M run fits in 30 minutes.
-STAGES = ("floor", "pandas", "startup", "e2e", "stages", "hour", "dag", "superset")
+STAGES = ("floor", "pandas", "startup", "scheduled", "e2e", "stages", "hour", "dag", "superset")
 DEFAULT_STAGES = tuple(s for s in STAGES if s not in ("superset", "stages"))
 PIPELINE_STEPS = ("discover", "ingest", "transform", "validate", "publish")
 
 TARGETS = {
     "e2e": 3.0,  # end to end, start-up excluded, / floor
     "bronze": 2.0,  # ingest stage / floor
-    "hour": 0.10,  # one more hour / the full day
+    "hour": 0.10,  # one more hour / the full day, start-up included
+    "hour_excl": 0.05,  # the same, start-up (the 1,000-event run) subtracted from both
     "rss_gb": 2.0,  # peak RSS of any stage's process tree
     "chart_p95_ms": 250.0,
     "dag_parse_s": 0.5,
@@ -87,14 +89,17 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def clone_lake(src: Path, dst: Path, prefixes=("raw", "reference", "registry")) -> None:
-    """Hard-link (raw objects are immutable) ``prefixes`` of ``src`` into ``dst``."""
+def clone_lake(
+    src: Path, dst: Path, prefixes=("raw", "reference", "registry"), skip=frozenset()
+) -> None:
+    """Hard-link (raw objects are immutable) ``prefixes`` of ``src`` into ``dst``, but the
+    files in ``skip``."""
     for prefix in prefixes:
         root = src / prefix
         if not root.exists():
             continue
         for path in root.rglob("*"):
-            if path.is_dir():
+            if path.is_dir() or path in skip:
                 continue
             target = dst / path.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,14 @@ def clone_lake(src: Path, dst: Path, prefixes=("raw", "reference", "registry")) 
                 os.link(path, target)
             except OSError:
                 shutil.copy2(path, target)
+
+
+def object_lines(truth_dir: Path) -> dict[str, int]:
+    """Lines read per raw object, from the simulator's truth (objects.csv)."""
+    import csv
+
+    with (truth_dir / "objects.csv").open() as fh:
+        return {row["object_key"]: int(row["lines_read"]) for row in csv.DictReader(fh)}
 
 
 def raw_files(lake: Path) -> list[Path]:
@@ -237,14 +250,36 @@ class Bench:
             self.args.objects_per_hour,
         )
         truncated = (self.results["simulate"]["truncated_object"] or {}).get("key")
+        self.held_back = frozenset(self.last_hour_objects())
+        lines = object_lines(self.work / "truth" / "day")
+        self.day_lines = sum(
+            n for key, n in lines.items() if self.day_lake / key not in self.held_back
+        )
         # DuckDB's read_json fails the whole query on a cut gzip stream, even with ignore_errors:
         # the floor and the pandas job leave that one object out (a slightly smaller job than
-        # InferWatch's).
+        # InferWatch's). Neither reads the hour held back for "one more hour".
         self.readable = [
             p
             for p in raw_files(self.day_lake)
-            if p.relative_to(self.day_lake).as_posix() != truncated
+            if p.relative_to(self.day_lake).as_posix() != truncated and p not in self.held_back
         ]
+        held_back = self.held_back
+        if held_back:
+            self.results["simulate"]["held_back"] = {
+                "hour": LAST_HOUR.isoformat(),
+                "objects": len(self.held_back),
+                "lines": sum(
+                    lines[p.relative_to(self.day_lake).as_posix()] for p in self.held_back
+                ),
+            }
+
+    def last_hour_objects(self) -> list[Path]:
+        """The day's last hour, held back to be "one more hour" inside the built day (only
+        when `hour` is measured with --hour-at in-day)."""
+        if "hour" not in self.args.only or self.args.hour_at != "in-day":
+            return []
+        mark = LAST_HOUR.strftime("/%Y/%m/%d/%H/")
+        return [p for p in raw_files(self.day_lake) if mark in p.as_posix()]
 
     # ------------------------------------------------------------ the floor and the alternative
 
@@ -271,7 +306,7 @@ class Bench:
         log(f"DuckDB floor: {self.results['floor']['median_s']:.2f}s median of {self.args.repeat}")
 
     def pandas(self) -> None:
-        total_lines = self.results["simulate"]["lines_read"]
+        total_lines = self.day_lines
         want = min(self.args.pandas_events, total_lines)
         # A random sample of whole objects (all models, hours, gzip and plain) of ~`want` lines.
         files = list(self.readable)
@@ -320,6 +355,17 @@ class Bench:
             out["lines_quarantined"] = ingest.get("lines_quarantined")
         return out
 
+    def tiny_source(self) -> Path:
+        """The `--tiny-events` lake of the start-up measures (simulated once)."""
+        src = self.work / "lakes" / "tiny-src"
+        if not src.exists():
+            start = DAY_START
+            self.simulate(
+                "tiny", src, start, start + timedelta(hours=1), self.args.tiny_events,
+                self.args.seed, 1,
+            )  # fmt: skip
+        return src
+
     def startup(self) -> None:
         """Fixed cost: `inferwatch run` with nothing (empty lake) and next to nothing to do."""
         empty_lake = self.work / "lakes" / "empty"
@@ -329,16 +375,7 @@ class Bench:
             self.inferwatch_run(f"startup empty {i}", empty_dir, empty_lake)
             for i in range(self.args.repeat)
         ]
-        tiny_src = self.work / "lakes" / "tiny-src"
-        self.simulate(
-            "tiny",
-            tiny_src,
-            DAY_START,
-            DAY_START + timedelta(hours=1),
-            self.args.tiny_events,
-            self.args.seed,
-            1,
-        )
+        tiny_src = self.tiny_source()
         tiny = []
         for i in range(self.args.repeat):
             lake = self.work / "lakes" / f"tiny-{i}"
@@ -360,10 +397,56 @@ class Bench:
             f"{s['tiny_lake_s']:.1f}s (medians of {self.args.repeat})"
         )
 
+    def scheduled(self) -> None:
+        """Start-up under the real scheduler: the DAG triggered over Airflow's REST API on a
+        running deployment (`inferwatch airflow start`: API server, scheduler, DAG processor,
+        triggerer; LocalExecutor), first on an empty lake (`--repeat` runs), then once after
+        the 1,000-event lake of `startup` lands in it (its first build, as in `startup`)."""
+        lake = self.work / "lakes" / "scheduled"
+        (lake / "raw").mkdir(parents=True)
+        data_dir = self.data_dir("scheduled")
+        port = free_port()
+        env = {**self.env(data_dir, lake), "INFERWATCH_SCHEDULE": "none"}  # triggered runs only
+        home = data_dir / "airflow"
+        started = self.measure(
+            "airflow start", [INFERWATCH, "airflow", "start", "--port", str(port)], env
+        )
+        sampler = TreeSampler(lambda: airflow_roots(home), 0.5)
+        sampler.start()
+        try:
+            registered = wait_for_dag(home / "airflow.db")
+            api = AirflowApi(port, home)
+            empty = [api.run(f"empty {i}") for i in range(self.args.repeat)]
+            clone_lake(self.tiny_source(), lake)
+            tiny = [api.run("tiny")]
+        finally:
+            sampler.stop()
+            subprocess.run([INFERWATCH, "airflow", "stop"], env=env, check=False)
+        self.results["scheduled"] = {
+            "airflow_start_s": round(started.wall_s, 1),
+            "dag_registered_after_s": round(registered, 1),
+            "empty_lake_s": round(median([r["trigger_to_end_s"] for r in empty]), 2),
+            "empty_lake_samples_s": [r["trigger_to_end_s"] for r in empty],
+            "empty_lake_runs": empty,
+            "tiny_lake_events": self.args.tiny_events,
+            "tiny_lake_s": tiny[0]["trigger_to_end_s"],
+            "tiny_lake_runs": tiny,
+            "deployment_peak_rss_mb": round(sampler.peak / MB),
+            "deployment_peak_parts_mb": {
+                k: round(v / MB) for k, v in sorted(sampler.peak_parts.items())
+            },
+        }
+        s = self.results["scheduled"]
+        log(
+            f"start-up under the scheduler: empty lake {s['empty_lake_s']:.1f}s (median of "
+            f"{len(empty)}), {s['tiny_lake_events']:,} events {s['tiny_lake_s']:.1f}s; "
+            f"deployment peak RSS {s['deployment_peak_rss_mb']:,} MB"
+        )
+
     def e2e(self, period: str) -> None:
         if period == "day":
             self.e2e_lake = self.work / "lakes" / "e2e"
-            clone_lake(self.day_lake, self.e2e_lake)
+            clone_lake(self.day_lake, self.e2e_lake, skip=self.held_back)
             self.e2e_dir = self.data_dir("e2e")
         out = self.inferwatch_run(f"inferwatch run {period}", self.e2e_dir, self.e2e_lake)
         self.results.setdefault("e2e", {})[period] = out
@@ -375,7 +458,7 @@ class Bench:
     def stages(self, period: str) -> None:
         if period == "day":
             self.stages_lake = self.work / "lakes" / "stages"
-            clone_lake(self.day_lake, self.stages_lake)
+            clone_lake(self.day_lake, self.stages_lake, skip=self.held_back)
             self.stages_dir = self.data_dir("stages")
         env = self.env(self.stages_dir, self.stages_lake)
         io = self.work / "io" / f"stages-{period}"
@@ -399,7 +482,24 @@ class Bench:
         self.results.setdefault("stages", {})[period] = steps
 
     def simulate_hour(self) -> None:
-        """The next hour, at the day's average rate, into the lakes the day was run on."""
+        """One more hour into the lakes the day was run on: the day's last hour, held back
+        (--hour-at in-day: the hour falls inside the day already built, as a late hour
+        does), or the next day's first hour at the day's average rate (next-day: a new day,
+        the measure before issue 20)."""
+        if self.args.hour_at == "in-day":
+            held = sorted(self.held_back)
+            self.results["simulate_hour"] = {
+                **self.results["simulate"]["held_back"],
+                "raw_bytes": sum(p.stat().st_size for p in held),
+            }
+            for lake in (getattr(self, "e2e_lake", None), getattr(self, "stages_lake", None)):
+                if lake is None:
+                    continue
+                for path in held:
+                    target = lake / path.relative_to(self.day_lake)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, target)
+            return
         src = self.work / "lakes" / "hour-src"
         events = max(1, round(self.args.events / 24))
         # Another seed: the simulator seeds each hour by its index in the period, and hour 0
@@ -537,15 +637,16 @@ class Bench:
 # ---------------------------------------------------------------- helpers
 
 
-def task_intervals(airflow_db: Path) -> dict[str, dict]:
-    """Start, end (epoch seconds) and duration of each task of the latest DAG run, in the
-    order they started, from the Airflow metadata DB dag.test() wrote (UTC timestamps)."""
+def task_intervals(airflow_db: Path, run_id: str | None = None) -> dict[str, dict]:
+    """Start, end (epoch seconds) and duration of each task of a DAG run (default: the latest),
+    in the order they started, from the Airflow metadata DB (UTC timestamps)."""
     try:
-        with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True) as con:
-            (run_id,) = con.execute(
-                "select run_id from dag_run where dag_id = 'inferwatch_pipeline' "
-                "order by id desc limit 1"
-            ).fetchone()
+        with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True, timeout=30) as con:
+            if run_id is None:
+                (run_id,) = con.execute(
+                    "select run_id from dag_run where dag_id = 'inferwatch_pipeline' "
+                    "order by id desc limit 1"
+                ).fetchone()
             rows = con.execute(
                 "select task_id, start_date, end_date, duration from task_instance "
                 "where dag_id = 'inferwatch_pipeline' and run_id = ? order by start_date",
@@ -561,6 +662,92 @@ def task_intervals(airflow_db: Path) -> dict[str, dict]:
         task: {"start": epoch(start), "end": epoch(end), "duration_s": duration or 0.0}
         for task, start, end, duration in rows
     }
+
+
+def airflow_roots(home: Path) -> dict[str, int]:
+    """{component: pid} of the Airflow servers `inferwatch airflow start` runs from ``home``."""
+    out = {}
+    for path in sorted((home / "pids").glob("*.pid")):
+        try:
+            out[path.stem] = int(path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            continue
+    return out
+
+
+def wait_for_dag(airflow_db: Path, timeout: float = 300) -> float:
+    """Seconds until the DAG processor has registered the pipeline DAG in the metadata DB."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with sqlite3.connect(f"file:{airflow_db}?mode=ro", uri=True, timeout=30) as con:
+                if con.execute("select 1 from dag where dag_id = 'inferwatch_pipeline'").fetchone():
+                    return time.monotonic() - started
+        except sqlite3.Error:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"the DAG processor did not register inferwatch_pipeline: {airflow_db}")
+
+
+class AirflowApi:
+    """Triggers the pipeline DAG over Airflow's REST API and waits for the run's end state."""
+
+    def __init__(self, port: int, home: Path):
+        import requests
+
+        self.url = f"http://127.0.0.1:{port}"
+        self.home = home
+        self.http = requests.Session()
+        password = json.loads((home / "passwords.json").read_text())["admin"]
+        token = self.http.post(
+            f"{self.url}/auth/token", json={"username": "admin", "password": password}, timeout=60
+        )
+        token.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def run(self, label: str, timeout: float = 1800) -> dict:
+        """Trigger one run; time from the trigger to its end state, and its tasks' durations
+        (the run's end and start times from the metadata DB)."""
+        path = "/api/v2/dags/inferwatch_pipeline/dagRuns"
+        triggered = time.time()
+        made = self.http.post(f"{self.url}{path}", json={"logical_date": None}, timeout=60)
+        made.raise_for_status()
+        run_id = made.json()["dag_run_id"]
+        while time.time() - triggered < timeout:
+            state = self.http.get(f"{self.url}{path}/{run_id}", timeout=60).json()["state"]
+            if state in ("success", "failed"):
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"run {run_id} did not end within {timeout:.0f}s")
+        run = self.http.get(f"{self.url}{path}/{run_id}", timeout=60).json()
+        start, end = (_api_epoch(run[k]) for k in ("start_date", "end_date"))
+        tasks = task_intervals(self.home / "airflow.db", run_id)
+        log(f"  triggered run {label}: {state} in {end - triggered:.1f}s")
+        return {
+            "label": label,
+            "state": state,
+            "trigger_to_end_s": round(end - triggered, 2),
+            "trigger_to_start_s": round(start - triggered, 2),
+            "tasks_s": {task: round(i["duration_s"], 2) for task, i in tasks.items()},
+            # the run's time when none of its tasks ran: the scheduler's loop, queueing, each
+            # LocalExecutor task process starting before its task's clock starts
+            "no_task_running_s": round(end - start - covered(tasks.values()), 2),
+        }
+
+
+def covered(intervals) -> float:
+    """Seconds covered by the union of task intervals (tasks may run side by side)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted((i["start"], i["end"]) for i in intervals if i["end"]):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def _api_epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 _DBT_RESULT = re.compile(
@@ -615,6 +802,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def saved_query_context(client, chart_id: int) -> tuple[dict, dict]:
+    """A synced chart and its saved ``query_context``, ready to POST to /api/v1/chart/data
+    (the datasource's id filled in from the form data, JSON results)."""
+    chart = client.request("GET", f"/api/v1/chart/{chart_id}")["result"]
+    query_context = json.loads(chart["query_context"])
+    datasource = query_context.get("datasource") or {}
+    if not datasource.get("id"):
+        form = query_context.get("form_data") or {}
+        ds = form.get("datasource") or ""
+        if "__" in ds:
+            datasource = {"id": int(ds.split("__")[0]), "type": ds.split("__")[1]}
+    query_context["datasource"] = datasource
+    query_context["result_format"] = "json"
+    query_context["result_type"] = "full"
+    return chart, query_context
+
+
 def chart_latencies(
     url: str, password: str, ids: dict, repeat: int, budget_s: float
 ) -> dict[str, dict]:
@@ -631,17 +835,7 @@ def chart_latencies(
     client = SupersetClient(url, "admin", password, timeout=300)
     out = {}
     for chart_id in ids["chart"].values():
-        chart = client.request("GET", f"/api/v1/chart/{chart_id}")["result"]
-        query_context = json.loads(chart["query_context"])
-        datasource = query_context.get("datasource") or {}
-        if not datasource.get("id"):
-            form = query_context.get("form_data") or {}
-            ds = form.get("datasource") or ""
-            if "__" in ds:
-                datasource = {"id": int(ds.split("__")[0]), "type": ds.split("__")[1]}
-        query_context["datasource"] = datasource
-        query_context["result_format"] = "json"
-        query_context["result_type"] = "full"
+        chart, query_context = saved_query_context(client, chart_id)
         errors: list[str] = []
 
         def post(qc=query_context, errors=errors) -> tuple[float, int]:
@@ -796,13 +990,22 @@ def targets(r: dict) -> list[dict]:
             f"task ingest of inferwatch run {ingest_s:.1f}s / {floor:.2f}s",
         )
     hour = r.get("e2e", {}).get("hour")
+    where = r.get("config", {}).get("hour_at", "next-day")
     if day and hour:
         add(
-            "one more hour / the day (inferwatch run)",
+            f"one more hour ({where}) / the day (inferwatch run)",
             round(hour["wall_s"] / day["wall_s"], 3),
             TARGETS["hour"],
             "x",
             f"{hour['wall_s']:.1f}s / {day['wall_s']:.1f}s",
+        )
+    if day and hour and startup is not None and day["wall_s"] > startup:
+        add(
+            f"one more hour ({where}) / the day, start-up excluded",
+            round(max(hour["wall_s"] - startup, 0) / (day["wall_s"] - startup), 3),
+            TARGETS["hour_excl"],
+            "x",
+            f"({hour['wall_s']:.1f}s - {startup:.1f}s) / ({day['wall_s']:.1f}s - {startup:.1f}s)",
         )
     rss = peak_rss_rows(r)
     if rss:
@@ -850,6 +1053,12 @@ def render(r: dict) -> str:
     c, mach, v = r["config"], r["machine"], r["versions"]
     events = c["events"]
     data = f"one day, {c['objects_per_hour']} objects per model and hour, seed {c['seed']}"
+    held = r.get("simulate", {}).get("held_back")
+    if held:
+        data += (
+            f"; the day's last hour ({held['objects']} objects, {held['lines']:,} lines) held "
+            "back until the day is built, then run as one more hour"
+        )
     if set(c["measured"]) == {"superset"} and "superset" in r:
         events = r["superset"]["events"]
         data = (
@@ -957,6 +1166,26 @@ def render(r: dict) -> str:
                 "median; + dbt init and per-model cost, GX, publish (subtracted below)",
             )
         )
+    if "scheduled" in r:
+        s = r["scheduled"]
+        for name, key, runs in (
+            ("empty lake", "empty_lake_s", s["empty_lake_runs"]),
+            (f"{s['tiny_lake_events']:,} events", "tiny_lake_s", s["tiny_lake_runs"]),
+        ):
+            last = runs[-1]
+            rows.append(
+                (
+                    f"start-up under the scheduler: triggered run, {name}",
+                    s[key],
+                    None,
+                    None,
+                    s["deployment_peak_rss_mb"],
+                    f"trigger to end, median of {len(runs)}; LocalExecutor; to start "
+                    f"{last['trigger_to_start_s']:.1f}s, no task running "
+                    f"{last['no_task_running_s']:.1f}s; tasks: "
+                    + ", ".join(f"{k} {v:.1f}s" for k, v in last["tasks_s"].items()),
+                )
+            )
     startup = r.get("startup", {}).get("tiny_lake_s")
     for period, m in r.get("e2e", {}).items():
         excl = m["wall_s"] - startup if startup is not None else None
@@ -1058,14 +1287,6 @@ def notes_for(r: dict) -> list[str]:
             f"inferwatch run, day: {day['wall_s'] / floor:.1f}x the floor with start-up, "
             f"{day['wall_s'] / r['pandas']['scaled_to_all_lines_s']:.2f}x the pandas job (scaled)."
         )
-    hour = r.get("e2e", {}).get("hour")
-    startup = r.get("startup", {}).get("tiny_lake_s")
-    if day and hour and startup is not None and day["wall_s"] > startup:
-        out.append(
-            f"one more hour without start-up: ({hour['wall_s']:.1f} - {startup:.1f}) / "
-            f"({day['wall_s']:.1f} - {startup:.1f}) = "
-            f"{max(hour['wall_s'] - startup, 0) / (day['wall_s'] - startup):.3f} of the day."
-        )
     steps = r.get("stages", {}).get("day", {})
     if "validate" in steps and "transform" in steps:
         v, t = steps["validate"], steps["transform"]
@@ -1148,6 +1369,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=3,
         help="repeats of the floor and of start-up; medians (default %(default)s)",
+    )
+    parser.add_argument(
+        "--hour-at",
+        choices=("in-day", "next-day"),
+        default="in-day",
+        help="one more hour: the day's last hour, held back until the day is built (default), "
+        "or the next day's first hour (the measure before issue 20)",
     )
     parser.add_argument("--dag-repeat", type=int, default=5)
     parser.add_argument(
@@ -1253,6 +1481,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "repeat": args.repeat,
             "measured": args.only,
+            "hour_at": args.hour_at,
             "duckdb_threads": settings.duckdb_threads,
             "duckdb_memory_limit": settings.duckdb_memory_limit,
         },
@@ -1271,6 +1500,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.pandas()
         if "startup" in selected:
             bench.startup()
+        if "scheduled" in selected:
+            bench.scheduled()
         if "stages" in selected:
             bench.stages("day")
         if "e2e" in selected:

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from inferwatch import pipeline
 from inferwatch.alerts.airflow_notifier import RETRAINING_SIGNAL, PipelineRunNotifier
 from inferwatch.check import ConfigError
+from inferwatch.config import pipeline_schedule
 from inferwatch.orchestrate import current_lake, current_settings
 
 DOC = """
@@ -50,7 +51,7 @@ losing over 10% of its lines in the run, or over half the run quarantined).
 
 @dag(
     dag_id="inferwatch_pipeline",
-    schedule=timedelta(hours=1),
+    schedule=pipeline_schedule(),  # INFERWATCH_SCHEDULE (README: Scheduling); 1h unset
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

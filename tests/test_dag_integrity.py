@@ -69,3 +69,43 @@ def test_dag_files_do_no_io_at_import(tmp_path):
     events = json.loads(out.stdout.strip().splitlines()[-1])
     assert events == []
     assert not (tmp_path / "data").exists()
+
+
+def test_schedule_setting_reaches_the_timetable(monkeypatch):
+    """INFERWATCH_SCHEDULE, read when the DAG file is parsed, is the pipeline DAG's timetable:
+    each value gives the timetable Airflow builds from the schedule it stands for."""
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import DAG
+
+    dag_file = str(DAGS_DIR / "inferwatch_pipeline.py")
+    cases = {
+        None: timedelta(hours=1),  # unset: hourly, as before the setting
+        "continuous": "@continuous",
+        "5m": timedelta(minutes=5),
+        "*/5 * * * *": "*/5 * * * *",
+        "none": None,  # only triggered runs
+    }
+    for value, schedule in cases.items():
+        if value is None:
+            monkeypatch.delenv("INFERWATCH_SCHEDULE", raising=False)
+        else:
+            monkeypatch.setenv("INFERWATCH_SCHEDULE", value)
+        bag = DagBag(dag_folder=dag_file)
+        assert bag.import_errors == {}, value
+        dag = bag.get_dag("inferwatch_pipeline")
+        expected = DAG("expected", schedule=schedule, max_active_runs=1).timetable
+        assert _timetable(dag.timetable) == _timetable(expected), value
+        assert dag.max_active_runs == 1
+    monkeypatch.setenv("INFERWATCH_SCHEDULE", "every five minutes")
+    bag = DagBag(dag_folder=dag_file)
+    assert "INFERWATCH_SCHEDULE" in "".join(bag.import_errors.values())
+
+
+def _timetable(timetable) -> tuple:
+    """A timetable's class and fields (ContinuousTimetable has no fields and no __eq__)."""
+    import attrs
+
+    fields = attrs.asdict(timetable) if attrs.has(type(timetable)) else {}
+    return type(timetable), fields

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -27,6 +29,38 @@ DAGS_DIR = BUNDLE_DIR / "dags"
 AIRFLOW_PLUGINS_DIR = BUNDLE_DIR / "plugins"
 #: The alert rules shipped with the repository (README: Alerts).
 DEFAULT_ALERT_RULES = PACKAGE_DIR / "alerts" / "rules.yml"
+
+
+#: INFERWATCH_SCHEDULE when unset: one run an hour (README: Scheduling).
+DEFAULT_SCHEDULE = "1h"
+_DURATION = re.compile(r"(\d+)\s*([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def pipeline_schedule(env: dict[str, str] | None = None) -> str | timedelta | None:
+    """``INFERWATCH_SCHEDULE`` as the pipeline DAG's Airflow ``schedule`` (README: Scheduling).
+
+    ``continuous`` (a run starts as soon as the previous one ends; the DAG keeps one active
+    run), ``none`` (only runs someone triggers), a duration (``90s``, ``5m``, ``1h``, ``1d``:
+    that long after the previous run's start), a cron preset (``@hourly``) or a five-field cron
+    expression. Read from the environment alone: the DAG processor calls it at every parse,
+    which must do no I/O.
+    """
+    value = (os.environ if env is None else env).get("INFERWATCH_SCHEDULE") or DEFAULT_SCHEDULE
+    value = value.strip()
+    if value.lower() in ("continuous", "@continuous"):
+        return "@continuous"
+    if value.lower() == "none":
+        return None
+    duration = _DURATION.fullmatch(value.lower())
+    if duration and int(duration.group(1)) > 0:
+        return timedelta(**{_UNITS[duration.group(2)]: int(duration.group(1))})
+    if value.startswith("@") or len(value.split()) == 5:
+        return value  # Airflow checks the preset or the expression when it parses the DAG
+    raise ValueError(
+        f"INFERWATCH_SCHEDULE={value!r}: expected continuous, none, a duration such as 5m or 1h, "
+        "a cron preset such as @hourly or a five-field cron expression"
+    )
 
 
 def _default_data_dir() -> Path:
