@@ -35,7 +35,19 @@ def tables(warehouse) -> dict[str, pd.DataFrame]:
                 .drop(columns=list(BUILD_TIME_COLUMNS), errors="ignore")
             )
             keys = [c for c in frame.columns if not pd.api.types.is_float_dtype(frame[c])]
-            out[name] = frame.sort_values(keys).reset_index(drop=True)
+            out[name] = frame.loc[sortable(frame, keys).sort_values(keys).index].reset_index(
+                drop=True
+            )
+    return out
+
+
+def sortable(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``frame``'s ``keys`` with list columns (e.g. latency buckets) as text: pandas cannot
+    sort by arrays."""
+    out = frame[keys].copy()
+    for column in keys:
+        if out[column].map(lambda value: isinstance(value, (list, np.ndarray))).any():
+            out[column] = out[column].astype(str)
     return out
 
 
