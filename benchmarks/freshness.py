@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from measure import MB, TreeSampler
+from measure import MB, TreeSampler, add_output_arguments
 from run import (
     BENCH_DIR,
     INFERWATCH,
@@ -591,19 +591,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rss-interval", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--work-dir", type=Path, help="default: a new temp dir, removed after")
-    parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    parser.add_argument(
-        "--out", type=Path, help="results JSON (default benchmarks/results/<date>-freshness.json)"
-    )
-    parser.add_argument(
-        "--render",
-        type=Path,
-        metavar="RESULTS_JSON",
-        help="measure nothing: print (with --readme, append) a saved run's table",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="append the Markdown table to benchmarks/README.md"
-    )
+    add_output_arguments(parser, "benchmarks/results/<date>-freshness.json")
     args = parser.parse_args(argv)
     args.argv = " ".join(sys.argv[1:] if argv is None else argv)
     return args  # fmt: skip

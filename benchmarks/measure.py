@@ -17,6 +17,7 @@ a long run (one Airflow task of ``inferwatch run``) can be read off it afterward
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import subprocess
@@ -29,6 +30,21 @@ from pathlib import Path
 import psutil
 
 MB = 1 << 20
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """--keep, --out, --render and --readme: the options every benchmark command shares."""
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument("--out", type=Path, help=f"results JSON (default {default_out})")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="measure nothing: print (with --readme, append) a saved run's table",
+    )
+    parser.add_argument(
+        "--readme", action="store_true", help="append the Markdown table to benchmarks/README.md"
+    )
 
 
 @dataclass

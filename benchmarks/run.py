@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from measure import MB, Measured, TreeSampler, run_measured
+from measure import MB, Measured, TreeSampler, add_output_arguments, run_measured
 
 from inferwatch import airflow_env
 from inferwatch.config import DAGS_DIR, PROJECT_ROOT, Settings, read_secrets
@@ -1419,19 +1419,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="where lakes and state go (default: a new temp dir, removed after)",
     )
-    parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    parser.add_argument(
-        "--out", type=Path, help="results JSON (default benchmarks/results/<date>-<events>.json)"
-    )
-    parser.add_argument(
-        "--render",
-        type=Path,
-        metavar="RESULTS_JSON",
-        help="measure nothing: print (and with --readme append) the table of a results JSON",
-    )
-    parser.add_argument(
-        "--readme", action="store_true", help="append the Markdown table to benchmarks/README.md"
-    )
+    add_output_arguments(parser, "benchmarks/results/<date>-<events>.json")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     if only == ["all"]:
