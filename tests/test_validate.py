@@ -321,3 +321,21 @@ def test_a_broken_check_fails_alone_and_the_next_still_runs(tmp_path, good_wareh
     assert expected > 0
     assert rows["confident"]["observed_value"] == f"{expected} unexpected rows"
     assert outcome.passed_gate  # a warning suite, however broken, does not hold the build back
+
+
+def test_suite_pages_are_rendered_again_only_when_their_suite_changed(good_warehouse, tmp_path):
+    """Data Docs: each run's results get their page, but a suite's page is re-rendered only
+    when the suite itself (expectations, thresholds) changed since it was last rendered."""
+    docs = tmp_path / "docs"
+
+    def run(run_id: str, **kwargs) -> dict[str, int]:
+        validate(good_warehouse, run_id=run_id, data_docs_dir=docs, suites=GATE_SUITES, **kwargs)
+        assert list((docs / "validations").glob(f"*/{run_id}/*/*.html"))  # this run's pages
+        return {p.name: p.stat().st_mtime_ns for p in (docs / "expectations").glob("*.html")}
+
+    first = run("run-1")
+    assert set(first) >= {"contract.html", "reconciliation.html", "quarantine.html"}
+    assert run("run-2") == first  # nothing changed: no suite page written again
+    third = run("run-3", thresholds={"quarantine_share_ceiling": 0.25})
+    assert {name for name in first if third[name] != first[name]} == {"quarantine.html"}
+    assert "0.25" in (docs / "expectations" / "quarantine.html").read_text()
