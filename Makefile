@@ -12,6 +12,10 @@ SUPERSET := $(VENV)/superset
 SPARK := $(VENV)/spark
 UV := $(VENV)/uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
+# Compile every installed module to bytecode at install time (uv does not by default): where
+# Python cannot write its cache (PYTHONDONTWRITEBYTECODE, a read-only install), each
+# `inferwatch run` and each Airflow task otherwise compiles ~2,200 modules from source again.
+export UV_COMPILE_BYTECODE := 1
 export INFERWATCH_DATA_DIR ?= $(CURDIR)/data
 IW := $(PIPE)/bin/inferwatch
 # pytest-xdist workers for `make test`: the suite waits on servers and schedules as much as it
