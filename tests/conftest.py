@@ -126,18 +126,47 @@ SUPERSET_MODULES = frozenset(
 )
 
 
+#: Scopes that take minutes whatever their number of tests (a second Superset, Spark, pipeline
+#: runs killed and rerun, dbt builds in sequence), longest first, from ``--durations`` of a
+#: full ``make test``. xdist starts the scopes with the most tests first, so these (one to a
+#: few tests each) would start last, and one of them alone would make the suite's tail.
+START_FIRST = (
+    "superset",
+    "tests/test_crash_safety.py",
+    "tests/test_spark_target.py",
+    "tests/test_postgres_metadata.py",
+    "tests/test_incremental.py",
+    "tests/test_s3_faults.py",
+    "tests/test_gate.py",
+    "tests/test_incremental_equals_full.py",
+    "tests/test_integrity.py",
+    "tests/test_drift.py",
+    "tests/test_s3_lake.py",
+    "tests/test_hostile_input.py",
+    "tests/test_hour_grain.py",
+    "tests/test_production_inputs.py",
+)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """For ``make test`` (pytest-xdist): each module runs whole on one worker, so its module
     fixtures are built once, and the modules that use the session's Superset share a worker,
-    so one Superset starts. (xdist's ``--dist loadgroup`` would say this with marks, but it
-    renames node ids through an attribute pytest 9 no longer has.)"""
+    so one Superset starts. The long scopes start first (``START_FIRST``), so the suite ends
+    on short ones. (xdist's ``--dist loadgroup`` would say this with marks, but it renames
+    node ids through an attribute pytest 9 no longer has.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return "superset" if module in SUPERSET_MODULES else module
+
+        def _assign_work_unit(self, node) -> None:
+            first = next((scope for scope in START_FIRST if scope in self.workqueue), None)
+            if first is not None:
+                self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)
 
     return ModuleScheduling(config, log)
 

@@ -69,11 +69,32 @@ def watermarks_by_hour(warehouse: Path) -> dict[str, set]:
 
 
 @pytest.fixture(scope="module")
-def three_hours(tmp_path_factory):
+def day_grain_project(tmp_path_factory) -> Path:
+    """The dbt project as it was before hour grain, from git history (a full clone has it)."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", DAY_GRAIN_COMMIT, "dbt_project"],
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        pytest.fail(
+            f"the upgrade test needs commit {DAY_GRAIN_COMMIT} in this clone's history "
+            f"(a shallow clone lacks it: `git fetch --unshallow`): {archive.stderr.decode()}"
+        )
+    root = tmp_path_factory.mktemp("day-grain-project")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as archived:
+        archived.extractall(root, filter="data")
+    return root / "dbt_project"
+
+
+@pytest.fixture(scope="module")
+def three_hours(tmp_path_factory, day_grain_project):
     """Three hours across midnight, built incrementally: hour 22 (one object held back), hour 23
-    in two sub-hour batches, hour 00, the held-back object of hour 22 (late), a rewrite of an
-    object of hour 23 that drops most of its events, and last one object of hour 22 alone
-    (watermarks recorded before and after it). Then one full rebuild of the same lake."""
+    in two sub-hour batches (the second with hour 00, across midnight), the held-back object of
+    hour 22 (late; watermarks recorded before and after it), then a rewrite of an object of
+    hour 23 that drops most of its events. Then one full rebuild of the same lake.
+
+    Beside it, a second data dir is built once by the dbt project before hour grain (after the
+    first batch), and then, at the end, by this code (an upgrade in place)."""
     root = tmp_path_factory.mktemp("hour-grain")
     simulate(
         str(root / "lake"),
@@ -89,38 +110,44 @@ def three_hours(tmp_path_factory):
     hours = sorted({hour_of(o.key) for o in objects})
     assert hours == ["2025-05-01 22", "2025-05-01 23", "2025-05-02 00"]
     first, second, third = ([o for o in objects if hour_of(o.key) == h] for h in hours)
-    late, last = first[0], first[1]
+    late = first[0]
     rewritten = second[0].key
     batches = [
-        [o for o in first if o not in (late, last)],
+        [o for o in first if o != late],
         [o for o in second if o.key.endswith("part-0.jsonl")],
-        [o for o in second if not o.key.endswith("part-0.jsonl")],
-        third,
-        [late],
+        [o for o in second if not o.key.endswith("part-0.jsonl")] + third,
     ]
     incremental = settings_for(lake.url, root / "incremental")
+    upgraded = settings_for(lake.url, root / "upgraded")
     for number, batch in enumerate(batches):
         assert batch, number
         ingest(incremental, lake, batch, f"batch-{number}")
         build(incremental, lake)
+        if number == 0:  # the data dir of the code before hour grain, on the same bronze
+            with pytest.MonkeyPatch.context() as patched:
+                patched.setattr(transform, "DBT_PROJECT_DIR", day_grain_project)
+                build(upgraded, lake)
+    before = watermarks_by_hour(incremental.warehouse_path)
+    ingest(incremental, lake, [late], "late")
+    build(incremental, lake)
+    after = watermarks_by_hour(incremental.warehouse_path)
     rewrite_shorter(lake, rewritten, keep=3)
     ingest(incremental, lake, [o for o in discover(lake) if o.key == rewritten], "rewrite")
     build(incremental, lake)
-    before = watermarks_by_hour(incremental.warehouse_path)
-    ingest(incremental, lake, [last], "one-more-object")
-    build(incremental, lake)
-    after = watermarks_by_hour(incremental.warehouse_path)
     assert discover(lake) == []
 
     built = tables(incremental.warehouse_path)
+    build(upgraded, lake)  # this code's first build of the day-grain data dir: the rest
+    upgraded_tables = tables(upgraded.warehouse_path)
     # the full rebuild in the same data dir: dbt's parse of the project is reused
     build(incremental, lake, full_refresh=True)
     return {
         "incremental": built,
+        "upgraded": upgraded_tables,
         "full": tables(incremental.warehouse_path),
         "before": before,
         "after": after,
-        "hour_of_last": hour_of(last.key),
+        "hour_of_late": hour_of(late.key),
     }
 
 
@@ -144,7 +171,7 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
 
 def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours):
     before, after = three_hours["before"], three_hours["after"]
-    touched = three_hours["hour_of_last"]
+    touched = three_hours["hour_of_late"]
     assert set(before) == set(after) == {"2025-05-01 22", "2025-05-01 23", "2025-05-02 00"}
     # the touched hour's rows were rebuilt, with the new watermark ...
     assert len(after[touched]) == 1
@@ -154,44 +181,11 @@ def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours):
         assert after[hour] == before[hour], hour
 
 
-@pytest.fixture(scope="module")
-def day_grain_project(tmp_path_factory) -> Path:
-    """The dbt project as it was before hour grain, from git history (a clone has it)."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", DAY_GRAIN_COMMIT, "dbt_project"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    root = tmp_path_factory.mktemp("day-grain-project")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as archived:
-        archived.extractall(root, filter="data")
-    return root / "dbt_project"
-
-
-def test_a_day_grain_data_dir_upgrades_in_place(tmp_path, day_grain_project, monkeypatch):
-    simulate(
-        str(tmp_path / "lake"),
-        truth_dir=tmp_path / "truth",
-        start=datetime(2025, 5, 1, 23, tzinfo=UTC),
-        end=datetime(2025, 5, 2, 1, tzinfo=UTC),
-        events=400,
-        seed=8,
-    )
-    lake = Lake(str(tmp_path / "lake"))
-    objects = discover(lake)
-    first_hour = min(hour_of(o.key) for o in objects)
-    upgraded = settings_for(lake.url, tmp_path / "upgraded")
-    with monkeypatch.context() as patched:
-        patched.setattr(transform, "DBT_PROJECT_DIR", day_grain_project)
-        ingest(upgraded, lake, [o for o in objects if hour_of(o.key) == first_hour], "old")
-        build(upgraded, lake)
-    ingest(upgraded, lake, discover(lake), "new")
-    build(upgraded, lake)
-    incremental = tables(upgraded.warehouse_path)
-
-    build(upgraded, lake, full_refresh=True)  # a fresh build, dbt's parse reused
-    rebuilt = tables(upgraded.warehouse_path)
-    assert set(incremental) == set(rebuilt)
-    for name in incremental:
-        assert len(incremental[name]) > 0, name
-        assert_same(incremental[name], rebuilt[name], name)
+def test_a_day_grain_data_dir_upgrades_in_place(three_hours):
+    """A data dir the dbt project before hour grain built (one hour), then built by this code
+    (the rest, the late object and the rewrite included): its marts equal a fresh build."""
+    upgraded, rebuilt = three_hours["upgraded"], three_hours["full"]
+    assert set(upgraded) == set(rebuilt)
+    for name in upgraded:
+        assert len(upgraded[name]) > 0, name
+        assert_same(upgraded[name], rebuilt[name], name)
