@@ -252,3 +252,77 @@ def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_p
         assert total == [{"sum_requests": expected}]
     finally:  # point Superset back at the session's serving file
         sync(settings, password=superset_instance.password)
+
+
+def _imports_logged(client: SupersetClient) -> int:
+    """Import API calls in Superset's action log (what each ``*RestApi.import_`` logs)."""
+    query = "(filters:!((col:action,opr:ct,value:import_)),page_size:1)"
+    return client.request("GET", f"/api/v1/log/?q={query}")["count"]
+
+
+@pytest.mark.superset
+def test_a_refresh_with_nothing_changed_imports_nothing_and_shows_the_new_build(
+    synced, superset_instance, tmp_path
+):
+    settings, first, _, client = synced
+    later = dataclasses.replace(settings, data_dir=tmp_path)
+    later.warehouse_path.parent.mkdir(parents=True)
+    for name in ("warehouse_path", "ops_path", "secrets_path"):
+        shutil.copy(getattr(settings, name), getattr(later, name))
+    publish_serving(later)
+    chart_id = first["chart"][TOTAL_REQUESTS_UUID]
+    try:
+        assert refresh(later, password=superset_instance.password) is True  # first: in full
+        imported = _imports_logged(client)
+        assert imported > 0
+        # the next build: one more hour's worth of requests on the last hour
+        with duckdb.connect(str(later.warehouse_path)) as con:
+            con.execute(
+                "update main.mart_inference_hourly set requests = requests + 1000 "
+                "where hour = (select max(hour) from main.mart_inference_hourly)"
+            )
+        publish_serving(later)
+        assert refresh(later, password=superset_instance.password) is True
+        assert _imports_logged(client) == imported  # nothing re-imported
+        with duckdb.connect(str(later.serving_path), read_only=True) as con:
+            (expected,) = con.execute(
+                "select sum(requests) from main.mart_inference_hourly"
+            ).fetchone()
+        with duckdb.connect(str(settings.serving_path), read_only=True) as con:
+            (before,) = con.execute(
+                "select sum(requests) from main.mart_inference_hourly"
+            ).fetchone()
+        assert expected > before
+        assert _chart_data(client, chart_id)["data"] == [{"sum_requests": expected}]
+    finally:  # point Superset back at the session's serving file
+        sync(settings, password=superset_instance.password)
+
+
+def test_the_sync_digest_follows_assets_and_served_columns(pipeline_run, tmp_path):
+    """What decides a re-sync: the same inputs give the same digest; a mart's new column, or
+    a changed asset, another."""
+    settings = dataclasses.replace(pipeline_run.settings, data_dir=tmp_path / "data")
+    settings.warehouse_path.parent.mkdir(parents=True)
+    shutil.copy(pipeline_run.settings.warehouse_path, settings.warehouse_path)
+    publish_serving(settings)
+    assets = tmp_path / "superset"
+    shutil.copytree(superset_sync.SUPERSET_ASSETS_DIR, assets)
+    digest = superset_sync.sync_digest(settings, assets)
+    assert superset_sync.sync_digest(settings, assets) == digest
+
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("update main.mart_inference_hourly set requests = requests + 1")
+    publish_serving(settings)  # new figures, same columns
+    assert superset_sync.sync_digest(settings, assets) == digest
+
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        con.execute("alter table main.mart_inference_hourly add column fallbacks bigint default 0")
+    publish_serving(settings)
+    grown = superset_sync.sync_digest(settings, assets)
+    assert grown != digest
+
+    (chart,) = [path for path in (assets / "charts").rglob("*.yaml")
+                if yaml.safe_load(path.read_text())["uuid"] == TOTAL_REQUESTS_UUID]  # fmt: skip
+    config = yaml.safe_load(chart.read_text())
+    chart.write_text(yaml.safe_dump({**config, "slice_name": "Requests, all models"}))
+    assert superset_sync.sync_digest(settings, assets) not in (digest, grown)
