@@ -14,9 +14,13 @@ every `--interval` seconds, made by `inferwatch.simulate` for the current UTC ho
 to the dashboards counting its events: the "Total requests" chart of the Inference overview,
 its saved query filtered to the object's model and hour, POSTed to /api/v1/chart/data every
 `--poll` seconds until the count reaches what the lake holds for that model and hour up to
-and including the object. Reports p50/p95/max freshness, the DAG runs of the steady state and
-their durations (Airflow's metadata DB), and the peak RSS of the whole deployment (the sum over
-every process tree it started, sampled with psutil). Stops everything it started by pid.
+and including the object. The lake starts with a history (`--history-hours`, default the
+24 hours before the current one, at the same `--events-per-day`), ingested by one pipeline run
+(`inferwatch run`) before Airflow starts, so the warehouse holds a day as the issue asks
+(`--history-hours 0`: an empty lake). Reports p50/p95/max freshness, the DAG runs of the
+steady state and their durations (Airflow's metadata DB), and the peak RSS of the whole
+deployment (the sum over every process tree it started, sampled with psutil). Stops everything
+it started by pid.
 """
 
 from __future__ import annotations
@@ -150,6 +154,32 @@ class Writer(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join()
+
+
+def land_history(lake: Path, staging: Path, args: argparse.Namespace) -> dict:
+    """The ``--history-hours`` before the current hour, at ``--events-per-day``, in one
+    simulation (one object per model and hour), moved into the lake: the raw objects (and
+    labels), not the references and registry the writer's first tick already put there."""
+    if not args.history_hours:
+        return {"hours": 0, "events": 0, "lines": 0, "seconds": 0.0}
+    from inferwatch.simulate import simulate
+
+    began = time.monotonic()
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    events = round(args.events_per_day * args.history_hours / 24)
+    summary = simulate(
+        str(staging / "lake"), truth_dir=staging / "truth",
+        start=end - timedelta(hours=args.history_hours), end=end, events=events,
+        seed=args.seed - 1, objects_per_hour=1,
+    )  # fmt: skip
+    for part in sorted((staging / "lake").iterdir()):
+        if part.name not in ("reference", "registry"):
+            shutil.copytree(part, lake / part.name, dirs_exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    seconds = round(time.monotonic() - began, 1)
+    log(f"history: {args.history_hours} h, {summary['lines_read']:,} lines in {seconds:.0f} s")
+    return {"hours": args.history_hours, "events": events, "lines": summary["lines_read"],
+            "seconds": seconds}  # fmt: skip
 
 
 class ChartProbe:
@@ -307,6 +337,7 @@ class Deployment:
         }
         self.started: list[str] = []
         self.timings: dict[str, float] = {}
+        self.airflow_started = 0.0  # epoch seconds: runs before it are not the deployment's
 
     def inferwatch(self, label: str, *argv: str) -> str:
         began = time.monotonic()
@@ -389,9 +420,14 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         from inferwatch.simulate import simulate
 
         writer.tick(simulate)  # references, registry and a first hour before the first run
+        results["history"] = land_history(dep.lake, work / "history", args)
         ids = dep.start_superset()
         log(f"Superset started and synced ({dep.timings})")
+        if args.history_hours:
+            dep.inferwatch("history-run", "run")  # one run ingests the history (and the tick)
+            log(f"history ingested by one pipeline run in {dep.timings['history-run']:.0f} s")
         sampler.start()
+        dep.airflow_started = time.time()
         dep.start_airflow()
         log(f"Airflow started, {DAG_ID} unpaused on schedule {args.schedule!r} ({dep.timings})")
         writer.landed.clear()  # the first objects predate the deployment: not samples
@@ -422,7 +458,7 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
     began = time.time()
     warm_until = began + args.warmup_minutes * 60
     while True:
-        first_ok = [r for r in dag_runs(db) if r["state"] == "success"]
+        first_ok = [r for r in dag_runs(db, since=dep.airflow_started) if r["state"] == "success"]
         if first_ok and time.time() >= warm_until:
             break
         if writer.error:
@@ -457,7 +493,7 @@ def steady_state(args, dep: Deployment, writer: Writer, probe: ChartProbe) -> di
             log(f"  {len(samples)} objects sampled, {len(pending)} not yet counted")
         time.sleep(args.poll)
     fresh = [counted[o["key"]] - o["landed_at"] for o in samples if o["key"] in counted]
-    runs = dag_runs(db, since=steady_start - 3600)
+    runs = dag_runs(db, since=max(steady_start - 3600, dep.airflow_started))
     steady_runs = [r for r in runs if r["end"] is None or r["end"] >= steady_start]
     durations = [r["duration_s"] for r in steady_runs if r["duration_s"] is not None]
     task_names = sorted({t for r in steady_runs for t in r["tasks_s"]})
@@ -533,6 +569,7 @@ def render(r: dict) -> str:
         f"Writer: one object per model every {c['interval_s']} s "
         f"({r['writer']['events_per_tick']:,} events a tick), "
         f"{r['writer']['lines_landed']:,} lines landed in {r['writer']['objects']} objects. "
+        f"{_history_text(r)}"
         f"Warm-up {c['warmup_minutes']} min, steady state {c['minutes']} min, chart polled every "
         f"{c['poll_s']} s. Command: `benchmarks/freshness.py {c['argv']}`.",
         "",
@@ -553,11 +590,25 @@ def render(r: dict) -> str:
         f"| peak RSS of the deployment | {r['rss']['peak_mb']:,} MB | at the peak: "
         + ", ".join(f"{k} {v}" for k, v in r["rss"]["peak_parts_mb"].items())
         + " |",
+        f"| history run | {r['start_s'].get('history-run', 0):.0f} s | "
+        f"{_history_text(r).strip() or 'none: empty lake'} |",
         f"| start-up | {r['start_s'].get('superset-start', 0):.0f} s Superset, "
         f"{r['start_s'].get('airflow-start', 0):.0f} s Airflow | "
         f"sync {r['start_s'].get('superset-sync', 0):.0f} s |",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _history_text(r: dict) -> str:
+    """The lake's history before the warm-up, as the table says it ("" for an empty lake or a
+    result written before --history-hours existed)."""
+    h = r.get("history") or {}
+    if not h.get("hours"):
+        return ""
+    return (
+        f"History: {h['hours']:g} h before the current hour ({h['lines']:,} lines), ingested "
+        "by one pipeline run before Airflow started. "
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -576,6 +627,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="after the steady state, how long to wait for the last objects",
     )
     parser.add_argument("--events-per-day", type=int, default=10_000_000)
+    parser.add_argument(
+        "--history-hours",
+        type=float,
+        default=24,
+        help="hours of history before the current one, at --events-per-day, ingested by one "
+        "pipeline run before the warm-up (default 24: a day; 0: an empty lake)",
+    )
     parser.add_argument(
         "--interval",
         type=float,
@@ -614,6 +672,7 @@ def main(argv: list[str] | None = None) -> int:
             "git": git_state(),
             "config": {
                 "events_per_day": args.events_per_day,
+                "history_hours": args.history_hours,
                 "interval_s": args.interval,
                 "schedule": args.schedule,
                 "minutes": args.minutes,

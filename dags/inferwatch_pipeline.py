@@ -27,8 +27,8 @@ interval only labels the run), then rebuilds the marts of every day the new even
 | `score_anomalies` | isolation forest per model version scores a sample of each touched day's inputs; builds `mart_input_anomalies_daily` | yes: a day's scores are rewritten whole |
 | `validate` | Great Expectations checkpoint on the candidate warehouse ([Data Docs](inferwatch-data-docs/)) | yes |
 | `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed (under the publish lock: no Superset report is taken meanwhile) | yes |
-| `refresh_superset` | re-syncs Superset datasets and report schedules (under the publish lock); logs and goes on if Superset is down | yes |
-| `alert` | alert rules on the published marts; new alerts by e-mail/webhook, logged in `ops.duckdb` (`alerts`) | yes: deduplicated per rule, model, version and period |
+| `refresh_superset` | re-syncs Superset datasets and report schedules (under the publish lock) when the assets or the served columns changed since its last sync, else only drops Superset's cached results; logs and goes on if Superset is down | yes |
+| `alert` | alert rules on the published marts; new alerts by e-mail/webhook, logged in `ops.duckdb` (`alerts`; beside the refresh, without waiting for its lock) | yes: deduplicated per rule, model, version and period |
 | `signal_retraining` | emits the `inferwatch_retraining_signal` Asset event when a drift or input-anomaly alert is new (else skipped) | yes |
 | `audit` | appends new Superset/Airflow/run events to the hash-chained `mart_audit_log` (runs even after a failure; teardown) | yes: per-source watermarks |
 
@@ -115,7 +115,10 @@ def inferwatch_pipeline():
         except pipeline.GateFailed as failed:  # a retry would decide the same: fail at once
             raise AirflowFailException(str(failed)) from failed
 
-    @task(doc_md="Refresh Superset's datasets over its REST API (skipped if Superset is down).")
+    @task(
+        doc_md="Refresh Superset's datasets over its REST API when the assets or the served "
+        "columns changed since the last sync (skipped if Superset is down)."
+    )
     def refresh_superset(published: dict) -> bool:
         return pipeline.refresh_superset(current_settings())
 

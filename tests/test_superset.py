@@ -227,28 +227,87 @@ def test_latency_chart_merges_buckets_within_one_percent_of_exact(synced):
     assert worst <= 0.01
 
 
+def _imports_logged(client: SupersetClient) -> int:
+    """Import API calls in Superset's action log (what each ``*RestApi.import_`` logs)."""
+    query = "(filters:!((col:action,opr:ct,value:import_)),page_size:1)"
+    return client.request("GET", f"/api/v1/log/?q={query}")["count"]
+
+
+def _total_requests(serving_path) -> float:
+    with duckdb.connect(str(serving_path), read_only=True) as con:
+        return con.execute("select sum(requests) from main.mart_inference_hourly").fetchone()[0]
+
+
 @pytest.mark.superset
 def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_path):
+    """Later builds published in another data dir: one with new figures only (the refresh
+    imports nothing, the chart shows them), then one whose mart gained a column (re-synced)."""
     settings, first, _, client = synced
     dataset_id = first["dataset"][DATASET_UUID]
-    # a later build with one more column, published in another data dir
-    grown = dataclasses.replace(settings, data_dir=tmp_path)
-    grown.warehouse_path.parent.mkdir(parents=True)
-    shutil.copy(settings.warehouse_path, grown.warehouse_path)
-    shutil.copy(settings.ops_path, grown.ops_path)
-    shutil.copy(settings.secrets_path, grown.secrets_path)  # the same demo users' passwords
-    with duckdb.connect(str(grown.warehouse_path)) as con:
-        con.execute("alter table main.mart_inference_hourly add column fallbacks bigint default 0")
-    publish_serving(grown)  # the served views are rebuilt over the grown table's files
+    chart_id = first["chart"][TOTAL_REQUESTS_UUID]
+    later = dataclasses.replace(settings, data_dir=tmp_path)
+    later.warehouse_path.parent.mkdir(parents=True)
+    for name in ("warehouse_path", "ops_path", "secrets_path"):  # secrets: the same demo users
+        shutil.copy(getattr(settings, name), getattr(later, name))
+    publish_serving(later)
     try:
-        assert refresh(grown, password=superset_instance.password) is True
+        assert refresh(later, password=superset_instance.password) is True  # first: in full
+        imported = _imports_logged(client)
+        assert imported > 0
+
+        # the next build: more requests in the last hour, nothing else new
+        with duckdb.connect(str(later.warehouse_path)) as con:
+            con.execute(
+                "update main.mart_inference_hourly set requests = requests + 1000 "
+                "where hour = (select max(hour) from main.mart_inference_hourly)"
+            )
+        publish_serving(later)
+        assert refresh(later, password=superset_instance.password) is True
+        assert _imports_logged(client) == imported  # nothing re-imported
+        expected = _total_requests(later.serving_path)
+        assert expected > _total_requests(settings.serving_path)
+        assert _chart_data(client, chart_id)["data"] == [{"sum_requests": expected}]
+
+        # a build with one more column: re-synced, the dataset shows it
+        with duckdb.connect(str(later.warehouse_path)) as con:
+            con.execute(
+                "alter table main.mart_inference_hourly add column fallbacks bigint default 0"
+            )
+        publish_serving(later)  # the served views are rebuilt over the grown table's files
+        assert refresh(later, password=superset_instance.password) is True
+        assert _imports_logged(client) > imported
         columns = client.request("GET", f"/api/v1/dataset/{dataset_id}")["result"]["columns"]
         assert "fallbacks" in {column["column_name"] for column in columns}
-        total = _chart_data(client, first["chart"][TOTAL_REQUESTS_UUID])["data"]
-        with duckdb.connect(str(grown.serving_path), read_only=True) as con:
-            (expected,) = con.execute(
-                "select sum(requests) from main.mart_inference_hourly"
-            ).fetchone()
-        assert total == [{"sum_requests": expected}]
+        total = _chart_data(client, chart_id)["data"]
+        assert total == [{"sum_requests": _total_requests(later.serving_path)}]
     finally:  # point Superset back at the session's serving file
         sync(settings, password=superset_instance.password)
+
+
+def test_the_sync_digest_follows_assets_and_served_columns(tmp_path):
+    """What decides a re-sync: the same inputs give the same digest, new rows too; a served
+    mart's new column, or a changed asset, another."""
+    settings = superset_sync.Settings.from_env({"INFERWATCH_DATA_DIR": str(tmp_path / "data")})
+    settings.serving_path.parent.mkdir(parents=True)
+    serving = str(settings.serving_path)
+    with duckdb.connect(serving) as con:
+        con.execute("create table mart_inference_hourly (hour timestamp, requests bigint)")
+    assets = tmp_path / "superset"
+    shutil.copytree(superset_sync.SUPERSET_ASSETS_DIR, assets)
+    digest = superset_sync.sync_digest(settings, assets)
+    assert superset_sync.sync_digest(settings, assets) == digest
+
+    with duckdb.connect(serving) as con:  # a new build: new figures, the same columns
+        con.execute("insert into mart_inference_hourly values ('2025-06-01 12:00', 42)")
+    assert superset_sync.sync_digest(settings, assets) == digest
+
+    with duckdb.connect(serving) as con:
+        con.execute("alter table mart_inference_hourly add column fallbacks bigint default 0")
+    grown = superset_sync.sync_digest(settings, assets)
+    assert grown != digest
+
+    (chart,) = [path for path in (assets / "charts").rglob("*.yaml")
+                if yaml.safe_load(path.read_text())["uuid"] == TOTAL_REQUESTS_UUID]  # fmt: skip
+    config = yaml.safe_load(chart.read_text())
+    chart.write_text(yaml.safe_dump({**config, "slice_name": "Requests, all models"}))
+    assert superset_sync.sync_digest(settings, assets) not in (digest, grown)

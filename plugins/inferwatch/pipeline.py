@@ -411,15 +411,19 @@ def score_anomalies(settings: Settings, lake: Lake, ingest_report: dict) -> dict
 
 
 def alert(settings: Settings, run_id: str) -> dict:
-    """Evaluate the alert rules on the published marts, deliver what is new, log it in ops."""
+    """Evaluate the alert rules on the published marts, deliver what is new, log it in ops.
+
+    The alert log goes into ``ops.duckdb`` without the publish lock: that swap is one atomic
+    rename that changes no served build a report could see half of (the pipeline lock keeps
+    other ops writers out), while the publish lock is held by ``refresh_superset``, which runs
+    beside this step: waiting for it made each scheduled run as long as a Superset re-sync."""
     from inferwatch.alerts.step import evaluate_and_deliver
     from inferwatch.publish import publish_ops
 
     with pipeline_lock(settings, f"alert {run_id}"):
         outcome = evaluate_and_deliver(settings, run_id)
         if outcome["new"]:
-            with publish_lock(settings, f"alert {run_id}"):
-                publish_ops(settings)  # the alert log is part of ops.duckdb
+            publish_ops(settings)  # the alert log is part of ops.duckdb
     return outcome
 
 

@@ -27,11 +27,13 @@ the Admin role alone, on the ``InferWatch audit`` database no role is granted â€
 user per role whose password is generated into the
 owner-only secrets file at the first sync and never leaves it.
 
-Runs in the pipeline's environment: PyYAML, requests and zipfile only.
+Runs in the pipeline's environment: PyYAML, requests, zipfile and DuckDB (to read the
+published columns) only.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -43,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import requests
 import yaml
 
@@ -74,6 +77,11 @@ ASSET_TYPES = (
 )
 
 
+#: libyaml's safe loader where PyYAML has it: the assets are parsed on every run's refresh, and
+#: the pure-Python one takes seconds over them.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class SupersetSyncError(RuntimeError):
     """Superset refused a login or an import."""
 
@@ -84,7 +92,7 @@ def load_assets(assets_dir: Path = SUPERSET_ASSETS_DIR) -> dict[str, dict[str, A
     assets = {}
     for folder, _, _ in ASSET_TYPES:
         for path in sorted((assets_dir / folder).rglob("*.yaml")):
-            assets[path.relative_to(assets_dir).as_posix()] = yaml.safe_load(path.read_text())
+            assets[path.relative_to(assets_dir).as_posix()] = yaml.load(path.read_text(), _LOADER)
     if not any(name.startswith("dashboards/") for name in assets):
         raise FileNotFoundError(f"no dashboards/*.yaml under {assets_dir}")
     return assets
@@ -335,6 +343,11 @@ def refresh(
 ) -> bool:
     """The pipeline's last step: re-sync the assets and refresh dataset columns from the table.
 
+    A run whose inputs are those of the last complete refresh (:func:`sync_digest`: the
+    rendered assets, report schedules, the columns the published marts have, this code) into
+    the same Superset imports nothing: it only drops Superset's cached results of the served
+    datasets, so the charts show the new build. Anything changed re-syncs in full.
+
     Returns False, with a warning and without raising, when Superset does not answer or no
     password is configured: a published build must not fail for want of a dashboard server.
     Import errors from a reachable Superset raise :class:`SupersetSyncError`.
@@ -351,9 +364,102 @@ def refresh(
         log.warning("no SUPERSET_ADMIN_PASSWORD configured; Superset at %s not refreshed", url)
         return False
     client = _client(settings, username, password)
+    digest = sync_digest(settings, assets_dir)
+    last = _read_sync_state(settings)
+    if last.get("digest") == digest and last.get("databases") == _databases(client):
+        _invalidate_cached_results(client, last.get("datasets") or [])
+        log.info("Superset at %s: assets and served columns unchanged, nothing imported", url)
+        return True
     ids = _sync(settings, client, assets_dir)
     for dataset_id in ids["dataset"].values():
         # adds the columns the table gained since the YAML was written, drops vanished ones
         client.request("PUT", f"/api/v1/dataset/{dataset_id}/refresh")
+    _invalidate_cached_results(client, sorted(ids["dataset"].values()))
+    _write_sync_state(settings, digest, _databases(client), sorted(ids["dataset"].values()))
     log.info("Superset at %s refreshed (%d datasets)", url, len(ids["dataset"]))
     return True
+
+
+# ---------- what the last complete refresh synced
+#: Modules whose code decides what a sync writes into Superset (roles, reports, bundles).
+_SYNC_CODE = ("superset_sync.py", "superset_access.py", "superset_reports.py")
+
+
+def sync_state_path(settings: Settings) -> Path:
+    return settings.data_dir / "superset-sync.json"
+
+
+def sync_digest(settings: Settings, assets_dir: Path = SUPERSET_ASSETS_DIR) -> str:
+    """A digest of everything a refresh writes into Superset: the assets as rendered for this
+    data dir, the report schedules and recipients, the columns of the published marts (a new
+    column needs the dataset refreshed), the secrets file (demo users' passwords) and the code
+    of the sync itself."""
+    rendered = render_assets(
+        load_assets(assets_dir), settings.serving_path, settings.ops_path,
+        link_templates(assets_dir),
+    )  # fmt: skip
+    reports = sorted((assets_dir / "reports").glob("*.yaml"))
+    secrets = settings.secrets_path.stat() if settings.secrets_path.exists() else None
+    here = Path(__file__).parent
+    inputs = {
+        "superset_url": settings.superset_url,
+        "assets": rendered,
+        "reports": {path.name: path.read_text() for path in reports},
+        "report_emails": list(settings.report_emails),
+        "columns": {"serving": _columns(settings.serving_path), "ops": _columns(settings.ops_path)},
+        "secrets": [secrets.st_size, secrets.st_mtime_ns] if secrets else None,
+        "code": [(here / name).read_text() for name in _SYNC_CODE],
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _columns(path: Path) -> list[list[str]]:
+    """Every (table, column, type) of a published DuckDB file; [] when not published yet."""
+    if not path.exists():
+        return []
+    with duckdb.connect(str(path), read_only=True) as con:
+        rows = con.execute(
+            "select table_schema, table_name, column_name, data_type "
+            "from information_schema.columns order by all"
+        ).fetchall()
+    return [list(row) for row in rows]
+
+
+def _databases(client: SupersetClient) -> dict[str, list]:
+    """Superset's side of the sync: each database's id and last change, by UUID. Another data
+    dir synced into the same Superset, or a Superset whose metadata was reset, differs here."""
+    query = "(columns:!(uuid,id,changed_on),page_size:100)"
+    rows = client.request("GET", f"/api/v1/database/?q={query}")["result"]
+    return {str(row["uuid"]): [row["id"], str(row["changed_on"])] for row in rows}
+
+
+def _invalidate_cached_results(client: SupersetClient, dataset_ids: list[int]) -> None:
+    """Drop what Superset's results cache holds for the served datasets (nothing with the
+    shipped configuration, whose data cache is off; a deployment that turns one on would show
+    the previous build until it expired). A failure is logged: the data is published."""
+    if not dataset_ids:
+        return
+    try:
+        client.request(
+            "POST", "/api/v1/cachekey/invalidate",
+            json={"datasource_uids": [f"{dataset_id}__table" for dataset_id in dataset_ids]},
+        )  # fmt: skip
+    except (SupersetSyncError, requests.RequestException) as error:
+        log.warning("could not drop Superset's cached results: %s", error)
+
+
+def _read_sync_state(settings: Settings) -> dict:
+    try:
+        return json.loads(sync_state_path(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _write_sync_state(
+    settings: Settings, digest: str, databases: dict, dataset_ids: list[int]
+) -> None:
+    path = sync_state_path(settings)
+    tmp = path.with_name(f".{path.name}.tmp")
+    state = {"digest": digest, "databases": databases, "datasets": dataset_ids}
+    tmp.write_text(json.dumps(state, indent=1) + "\n")
+    os.replace(tmp, path)
