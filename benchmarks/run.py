@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import chart_cost
 from measure import MB, Measured, TreeSampler, add_output_arguments, run_measured
 
 from inferwatch import airflow_env
@@ -603,6 +604,8 @@ class Bench:
             )
         finally:
             subprocess.run([INFERWATCH, "superset", "stop"], env=env, check=False)
+        for name, cost in chart_cost.breakdown(charts, repeat=5).items():
+            charts[name]["duckdb"] = cost
         every = [ms for c in charts.values() for ms in c["samples_ms"]]
         serving = data_dir / "serving.duckdb"
         # the catalog and the Parquet files its views read
@@ -833,7 +836,8 @@ def chart_latencies(
     from inferwatch.serve.superset_sync import SupersetClient
 
     client = SupersetClient(url, "admin", password, timeout=300)
-    out = {}
+    out: dict[str, dict] = {}
+    databases: dict[int, str | None] = {}
     for chart_id in ids["chart"].values():
         chart, query_context = saved_query_context(client, chart_id)
         errors: list[str] = []
@@ -874,8 +878,32 @@ def chart_latencies(
             "p95_ms": round(percentile(samples, 95), 1),
             "errors": errors[:3],
             "samples_ms": samples,
+            **chart_sql(client, query_context, databases),
         }
     return out
+
+
+def chart_sql(client, query_context: dict, databases: dict[int, str | None]) -> dict:
+    """The SQL a chart's saved query runs and the DuckDB file it runs on (chart_cost.py times
+    it in DuckDB alone)."""
+    try:
+        dataset = client.request("GET", f"/api/v1/dataset/{query_context['datasource']['id']}")
+        database_id = dataset["result"]["database"]["id"]
+        if database_id not in databases:
+            uri = client.request("GET", f"/api/v1/database/{database_id}/connection")["result"][
+                "sqlalchemy_uri"
+            ]
+            databases[database_id] = (
+                uri.removeprefix("duckdb:///").split("?")[0] if uri.startswith("duckdb:") else None
+            )
+        asked = {**query_context, "result_type": "query"}
+        results = client.request("POST", "/api/v1/chart/data", json=asked)["result"]
+    except Exception as error:  # noqa: BLE001 (a breakdown must not fail the timing run)
+        return {"sql_error": f"{type(error).__name__}: {str(error)[:160]}"}
+    return {
+        "sql": ";\n".join(r["query"] for r in results if r.get("query")),
+        "database_path": databases[database_id],
+    }
 
 
 def package_versions() -> dict[str, str]:
@@ -1252,6 +1280,7 @@ def render(r: dict) -> str:
                     None,
                     f"p95 {chart['p95_ms']:.0f} ms, {chart['rows']} rows, "
                     f"{chart['requests']} requests"
+                    + duckdb_note(chart.get("duckdb") or {})
                     + (f", errors: {chart['errors'][0]}" if chart["errors"] else ""),
                 )
             )
@@ -1269,6 +1298,16 @@ def render(r: dict) -> str:
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def duckdb_note(cost: dict) -> str:
+    """chart_cost.py's figures for one chart: what its SQL costs in DuckDB alone."""
+    if "connect_ms" not in cost:
+        return ""
+    return (
+        f"; DuckDB alone: connect {cost['connect_ms']:.0f} ms, query {cost['cold_query_ms']:.0f}"
+        f" ms (on a kept instance {cost['warm_query_ms']:.0f} ms)"
+    )
 
 
 def notes_for(r: dict) -> list[str]:

@@ -26,9 +26,13 @@ Environment:
   connection may read besides the ``published/`` folder beside its file (default: none);
   ``INFERWATCH_SUPERSET_DUCKDB_STATEMENTS``: the DuckDB statement types SQL Lab and charts may
   run (default ``SELECT``). README.md: Governance.
+- ``INFERWATCH_SUPERSET_DUCKDB_POOL`` (default ``1``): keep one DuckDB instance per published
+  file version (``0``: a new one per query); ``INFERWATCH_SUPERSET_DUCKDB_MEMORY_LIMIT``
+  (default ``1GB``): the memory limit of each kept instance. README.md: Chart speed.
 """
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -148,6 +152,99 @@ def _confine_duckdb(dbapi_connection, _connection_record) -> None:
     if con.execute("select current_setting('enable_external_access')").fetchone()[0]:
         con.close()
         raise RuntimeError("a DuckDB instance was locked with external access on: refused")
+
+
+# ---------- DuckDB: one kept instance per served file, per version of it (issue 20)
+# Without a pool every chart query opens the file anew (Superset's NullPool): a new DuckDB
+# instance loads the catalog and, on the first query, binds the views and reads the footer of
+# every Parquet partition they list — more than most chart queries cost. Here each served file
+# opened read-only keeps one instance (an in-memory instance with the file attached), and every
+# query gets a new connection to it. The instance is keyed on the file's identity (device,
+# inode, size, modification time): a publish swaps a new file in with os.replace, so the next
+# query sees another identity and gets a new instance on the new file; queries already running
+# finish on the old one, which closes when its last connection does. Opening the path directly
+# cannot do this: DuckDB shares one instance per path and process, so a connection opened after
+# a swap while another still reads the old file would be handed the old file.
+#: INFERWATCH_SUPERSET_DUCKDB_POOL=0 opens every query's file anew (the behaviour before).
+DUCKDB_POOL = os.environ.get("INFERWATCH_SUPERSET_DUCKDB_POOL", "1").strip().lower() not in (
+    "0", "false", "no", "off",
+)  # fmt: skip
+#: Memory of each kept instance (DuckDB's memory_limit; it spills beyond): per served file and
+#: Superset process.
+DUCKDB_MEMORY_LIMIT = os.environ.get("INFERWATCH_SUPERSET_DUCKDB_MEMORY_LIMIT") or "1GB"
+
+
+def _file_identity(path: str) -> tuple[int, int, int, int]:
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+class _ServedFiles:
+    """The kept instance of each served file's current version; ``connect`` hands out a new
+    DuckDB connection to it (thread-safe: one lock around the identity check)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # path -> (identity, instance name, keeper connection holding the instance open)
+        self._kept: dict[str, tuple[tuple, str, object]] = {}
+
+    def connect(self, path: str):
+        import duckdb
+        from duckdb_engine import ConnectionWrapper
+
+        identity = _file_identity(path)
+        with self._lock:
+            kept = self._kept.get(path)
+            if kept is None or kept[0] != identity:
+                if kept is not None:
+                    kept[2].close()  # running queries keep the old instance until they end
+                kept = self._kept[path] = (identity, *self._open(duckdb, path, identity))
+            # While the keeper is open, this name is that instance (DuckDB's instance cache).
+            con = duckdb.connect(kept[1])
+        con.execute(f"use {_catalog(path)}")
+        return ConnectionWrapper(con)
+
+    @staticmethod
+    def _open(duckdb, path: str, identity: tuple) -> tuple[str, object]:
+        # The identity was read before the file is attached, so the instance holds that version
+        # or a newer one, never an older one.
+        digest = hashlib.sha256(repr((path, identity)).encode()).hexdigest()[:24]
+        name = f":memory:inferwatch_{digest}"
+        keeper = duckdb.connect(name)
+        try:
+            # named as DuckDB names a file it opens (its stem), so SQL Lab lists the same catalog
+            keeper.execute(f"attach {_sql_literal(path)} as {_catalog(path)} (read_only)")
+            keeper.execute(f"use {_catalog(path)}")
+            keeper.execute("detach memory")  # the catalogs Superset lists: the file's only
+            keeper.execute(f"set memory_limit = {_sql_literal(DUCKDB_MEMORY_LIMIT)}")
+            # Partitions are immutable (a publish writes new files), so footers stay valid.
+            keeper.execute("set parquet_metadata_cache = true")
+        except Exception:
+            keeper.close()
+            raise
+        return name, keeper
+
+
+def _catalog(path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return '"' + stem.replace('"', '""') + '"'
+
+
+_SERVED_FILES = _ServedFiles()
+
+
+def DB_CONNECTION_MUTATOR(url, params, username, security_manager, source):  # noqa: N802, ARG001
+    """Superset calls this for every engine it creates: a read-only DuckDB file (the served
+    serving, ops and audit files) gets its connections from the kept instance (above)."""
+    if (
+        DUCKDB_POOL
+        and url.drivername == "duckdb"
+        and url.database
+        and url.query.get("access_mode") == "read_only"
+        and os.path.isfile(url.database)
+    ):
+        params["creator"] = functools.partial(_SERVED_FILES.connect, url.database)
+    return url, params
 
 
 class DuckDBStatementRefused(Exception):

@@ -19,6 +19,8 @@ SCOPE = ["model", "model_version", "endpoint"]
 LATENCY_CHART = "541229ce-986f-4041-8f36-7f858b827683"  # inference_overview/latency_percentiles
 BUCKETS_DATASET = "d98cb8b1-8680-5bfb-b568-b1e1089950db"  # mart_latency_buckets_hourly
 INFERENCE_DATASET = "25c7c04e-049e-4c04-b701-2c3a0ea7355f"  # mart_inference_hourly
+EVENTS_DATASET = "f50f8290-d77c-5fcf-8ce7-adac66893a4e"  # fct_inferences
+COUNTRY_CHART = "7b520ab2-0506-59a3-bafb-8784fe047293"  # clients_usage/country_map
 
 
 def bucket_values(latency_ms: np.ndarray) -> np.ndarray:
@@ -35,6 +37,7 @@ def events(pipeline_run) -> pd.DataFrame:
     with pipeline_run.serving() as con:
         frame = con.execute(
             "select model, model_version, coalesce(endpoint, 'unknown') as endpoint, "
+            "endpoint as raw_endpoint, client_id, geo_country, "
             "date_trunc('hour', event_ts) as hour, event_day, latency_ms, status, predictions "
             "from main.fct_inferences"
         ).df()
@@ -139,6 +142,26 @@ def test_model_daily_equals_the_events(pipeline_run, events):
     assert (got["latency_events"].to_numpy() == percentiles["events"].fillna(0).to_numpy()).all()
     for column in QUANTILES:
         np.testing.assert_allclose(got[column], percentiles[column], rtol=1e-12, err_msg=column)
+
+
+def test_country_rollup_equals_the_events(pipeline_run, events):
+    """Requests per hour and scope, nulls kept as they are in the events."""
+    keys = ["hour", "model", "model_version", "endpoint", "client_id", "geo_country"]
+    with pipeline_run.serving() as con:
+        rollup = con.execute(
+            f"select {', '.join(keys)}, event_day, requests from main.mart_country_requests_hourly"
+        ).df()
+    frame = events.drop(columns="endpoint").rename(columns={"raw_endpoint": "endpoint"})
+    assert frame["geo_country"].isna().any()  # the test lake has events without a country
+    labels = keys[1:]  # null as one label on both sides (pandas and DuckDB spell it apart)
+    frame[labels] = frame[labels].fillna("<null>")
+    rollup[labels] = rollup[labels].fillna("<null>")
+    want = frame.groupby(keys).size().rename("requests").sort_index()
+    got = rollup.set_index(keys)["requests"].sort_index()
+    assert got.index.equals(want.index)
+    assert (got.to_numpy() == want.to_numpy()).all()
+    days = pd.to_datetime(rollup["event_day"]) == rollup["hour"].dt.normalize()
+    assert days.all()
 
 
 # ---------- the charts, through Superset's chart-data API
@@ -248,3 +271,42 @@ def test_lineage_charts_same_figures_as_before(superset_synced, chart, old_datas
     assert got_points.keys() == want_points.keys()
     for key, value in want_points.items():
         assert got_points[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_country_chart_same_figures_as_from_the_events(superset_synced, pipeline_run):
+    """The country map on its rollup returns what it counted on fct_inferences: unfiltered,
+    and under each filter of its dashboard (client, model, endpoint, time range)."""
+    client = superset_synced.client()
+    ids = superset_synced.ids
+    new = _saved_query_context(client, ids["chart"][COUNTRY_CHART])
+    with pipeline_run.serving() as con:
+        model, endpoint, client_id, first_day, last_day = con.execute(
+            "select model, endpoint, client_id, min(event_day) over (), max(event_day) over () "
+            "from main.fct_inferences where endpoint is not null and client_id is not null "
+            "limit 1"
+        ).fetchone()
+    middle = first_day + (last_day - first_day) / 2
+    totals: list[int] = []
+    cases = [
+        [],
+        [{"col": "client_id", "op": "IN", "val": [client_id]}],
+        [{"col": "model", "op": "IN", "val": [model]},
+         {"col": "endpoint", "op": "IN", "val": [endpoint]}],
+        f"{first_day} : {middle}",
+    ]  # fmt: skip
+    for filters in cases:
+        if isinstance(filters, str):  # the dashboard's time range, on the chart's time column
+            context = copy.deepcopy(new)
+            for query in context["queries"]:
+                for where in query["filters"]:
+                    if where["op"] == "TEMPORAL_RANGE":
+                        where["val"] = filters
+        else:
+            context = _with_filter(new, filters)
+        old = _on_dataset(context, ids["dataset"][EVENTS_DATASET], "event_day")
+        got, want = _post(client, context), _post(client, old)
+        assert want, filters
+        as_counts = {row["geo_country"]: row["count_requests"] for row in want}
+        assert {row["geo_country"]: row["count_requests"] for row in got} == as_counts, filters
+        totals.append(sum(as_counts.values()))
+    assert all(total < totals[0] for total in totals[1:])  # each filter did select fewer

@@ -19,8 +19,11 @@
     {{ return(adapter.dispatch('sorted_bucket_list', 'inferwatch')(bucket, events)) }}
 {%- endmacro %}
 
+{#- DuckDB: list_sort of the plain list, not an ordered aggregate (list(... order by)), which
+    buffers every group's rows apart and ran out of 1 GB on a 90-day full build; a group's
+    buckets are distinct, so sorting the structs sorts by bucket. -#}
 {% macro duckdb__sorted_bucket_list(bucket, events) -%}
-    list(struct_pack(bucket := {{ bucket }}, events := {{ events }}) order by {{ bucket }})
+    list_sort(list(struct_pack(bucket := {{ bucket }}, events := {{ events }})))
 {%- endmacro %}
 
 {% macro spark__sorted_bucket_list(bucket, events) -%}

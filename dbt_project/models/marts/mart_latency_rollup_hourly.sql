@@ -1,5 +1,5 @@
--- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
-{{ config(**incremental_by_day('event_day')) }}
+-- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
+{{ config(**incremental_by_hour('hour', 'event_day')) }}
 
 -- Latency p50/p95/p99 per hour, pre-merged for every combination of model, version and
 -- endpoint, each either kept or rolled up (null = all): the overview's latency chart reads the
@@ -13,7 +13,7 @@ with buckets as (
 
     select * from {{ ref('mart_latency_buckets_hourly') }}
     {% if is_incremental() %}
-        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+        where {{ in_hours('hour', 'event_day', touched_hour_values()) }}
     {% endif %}
 
 ),
