@@ -52,6 +52,41 @@
     {%- if where != '__touched_partitions__' -%}
         {{ return(dbt.default__get_where_subquery(relation)) }}
     {%- endif -%}
+    {%- set name = model.test_metadata.name if model.test_metadata else '' -%}
+    {%- if name == 'model_checks' -%}
+        {#- it scopes each check it runs itself (macros/model_checks.sql) -#}
+        {{ return(relation) }}
+    {%- endif -%}
+    {{ return(touched_rows(relation, grain_keys(model.test_metadata))) }}
+{%- endmacro %}
+
+
+{# The key columns of a grain test (whose scope is every row sharing a key with a touched row),
+   from its test_metadata; [] for any other test. #}
+{% macro grain_keys(test_metadata) %}
+    {%- set kwargs = test_metadata.kwargs if test_metadata else {} -%}
+    {%- set name = test_metadata.name if test_metadata else '' -%}
+    {%- if name == 'unique' -%}
+        {{ return([kwargs.column_name]) }}
+    {%- elif name == 'unique_combination' -%}
+        {{ return(kwargs.columns) }}
+    {%- endif -%}
+    {{ return([]) }}
+{% endmacro %}
+
+
+{# The rows of `relation` (the tested model) a test reads: those with a watermark later than
+   `checked_through` or, with `keys`, every row sharing those keys with such a row. The whole
+   relation when the model has no watermark column, on --full-refresh and off DuckDB. #}
+{% macro touched_rows(relation, keys=[]) %}
+    {{ return(adapter.dispatch('touched_rows', 'inferwatch')(relation, keys)) }}
+{% endmacro %}
+
+{% macro default__touched_rows(relation, keys) %}
+    {{ return(relation) }}
+{% endmacro %}
+
+{% macro duckdb__touched_rows(relation, keys) -%}
     {%- set watermark = tested_model_watermark() -%}
     {%- if watermark is none or flags.FULL_REFRESH -%}
         {{ return(relation) }}
@@ -62,15 +97,6 @@
             from {{ data_test_state_relation() }}
         )
     {%- endset -%}
-    {%- set kwargs = model.test_metadata.kwargs if model.test_metadata else {} -%}
-    {%- set name = model.test_metadata.name if model.test_metadata else '' -%}
-    {%- if name == 'unique' -%}
-        {%- set keys = [kwargs.column_name] -%}
-    {%- elif name == 'unique_combination' -%}
-        {%- set keys = kwargs.columns -%}
-    {%- else -%}
-        {%- set keys = [] -%}
-    {%- endif -%}
     {%- if keys -%}
         {%- set scoped -%}
             (select * from {{ relation }} as scoped where exists (

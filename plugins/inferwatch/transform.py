@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import logging
 import os
 import posixpath
+import re
 import subprocess
 import sys
 import time
@@ -119,8 +121,9 @@ def dbt_args(settings: Settings, command: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _invoke(settings: Settings, lake: Lake, command: str, *extra: str):
-    """Invoke dbt in this process (its dbtRunnerResult) and release the warehouse file after."""
+def _invoke(settings: Settings, lake: Lake, command: str, *extra: str, manifest=None):
+    """Invoke dbt in this process (its dbtRunnerResult) and release the warehouse file after.
+    ``manifest``: a project dbt parsed already in this process (no second parse)."""
     from dbt.adapters.duckdb.connections import DuckDBConnectionManager
     from dbt.cli.main import dbtRunner
 
@@ -129,10 +132,10 @@ def _invoke(settings: Settings, lake: Lake, command: str, *extra: str):
         install_httpfs()
     target = ["--target", "duckdb" if lake.is_local else "duckdb_s3"]
     args = dbt_args(settings, command, *target, *extra)
-    log.info("dbt %s", " ".join(args))
+    log.info("dbt %s", _shown(args))
     with _environment(dbt_environment(settings, lake)):
         try:
-            result = dbtRunner().invoke(args)
+            result = dbtRunner(manifest=manifest).invoke(args)
         finally:
             # dbt-duckdb keeps the file open after an in-process run.
             DuckDBConnectionManager.close_all_connections()
@@ -141,17 +144,44 @@ def _invoke(settings: Settings, lake: Lake, command: str, *extra: str):
     return result
 
 
-def run_dbt(settings: Settings, lake: Lake, command: str = "build", *extra: str) -> BuildResult:
+def _shown(args: list[str], most: int = 12) -> str:
+    """dbt's arguments for the log, a long --exclude list (the folded tests) abridged."""
+    shown: list[str] = []
+    run = 0
+    for arg in args:
+        run = 0 if arg.startswith("--") else run + 1
+        if run <= most:
+            shown.append(arg)
+        elif run == most + 1:
+            shown.append("...")
+    return " ".join(shown)
+
+
+def run_dbt(
+    settings: Settings, lake: Lake, command: str = "build", *extra: str, manifest=None
+) -> BuildResult:
     """Invoke dbt in this process and release the warehouse file afterwards."""
-    result = _invoke(settings, lake, command, *extra)
+    result = _invoke(settings, lake, command, *extra, manifest=manifest)
     failures: list[str] = []
     nodes = 0
     for node_result in result.result or []:
         nodes += 1
         status = str(getattr(node_result, "status", ""))
         if status in {"error", "fail", "runtime error"}:
-            failures.append(f"{node_result.node.name}: {status}: {node_result.message}")
+            failures.append(
+                f"{node_result.node.name}: {status}: {node_result.message}"
+                + _failed_checks(settings, node_result.node)
+            )
     return BuildResult(success=bool(result.success), nodes=nodes, failures=failures)
+
+
+def parse(settings: Settings, lake: Lake):
+    """dbt's parse of the project (partial: only files changed since the last one are read),
+    as the Manifest a following command reuses."""
+    result = _invoke(settings, lake, "parse")
+    if not result.success or result.result is None:
+        raise TransformError("dbt parse failed")
+    return result.result
 
 
 #: dbt unit tests check SQL logic on fixed inputs, so they belong to CI, not to every run
@@ -165,22 +195,230 @@ def build(
 ) -> BuildResult:  # fmt: skip
     """``dbt build`` (models and, unless told not to, their data tests; ``select``ed or all);
     raises with the failed nodes named. Data tests read the partitions touched since the last
-    full build that passed (dbt_project/macros/touched_partitions.sql)."""
-    extra = ["--full-refresh"] if full_refresh else []
-    if select:
-        extra += ["--select", select]
-    if not data_tests:
-        extra += ["--exclude-resource-type", "test"]
+    full build that passed (dbt_project/macros/touched_partitions.sql), each model's column
+    and grain tests in one node (macros/model_checks.sql).
+
+    The pipeline's build (no ``select``, data tests on) builds only what reads a lake input
+    whose files changed since the last such build passed, and everything when there is no
+    such build for this project (first run, new project version, ``full_refresh``): see
+    ``changed_inputs``."""
     started = datetime.now(UTC).replace(tzinfo=None)  # before dbt reads any ingest time
     fingerprint = project_fingerprint()
     _forget_checked_rows_if_stale(settings, fingerprint, full_refresh)
-    outcome = run_dbt(settings, lake, "build", *PRODUCTION_BUILD, *extra)
+    manifest = parse(settings, lake)
+    whole = data_tests and not select
+    inputs = input_fingerprints(manifest, lake) if whole else {}
+    if whole:
+        changed = changed_inputs(settings, manifest, fingerprint, inputs, full_refresh)
+        if changed is not None and not changed:
+            log.info("dbt build: no lake input changed since the last build, nothing to build")
+            _record_build(settings, started, fingerprint, inputs)
+            return BuildResult(success=True, nodes=0, failures=[])
+        if changed is not None:
+            select = " ".join(f"source:{name}+" for name in changed)
+            log.info("dbt build: only what reads the changed inputs: %s", select)
+    extra = ["--full-refresh"] if full_refresh else []
+    if select:
+        extra += ["--select", select]
+    if data_tests:
+        extra += ["--exclude", *folded_exclusion(manifest)]
+    else:
+        extra += ["--exclude-resource-type", "test"]
+    outcome = run_dbt(settings, lake, "build", *PRODUCTION_BUILD, *extra, manifest=manifest)
     if not outcome.success:
         raise TransformError("dbt build failed: " + "; ".join(outcome.failures))
-    if data_tests and not select:
-        _record_checked_through(settings, started, fingerprint)
+    if whole:
+        _record_build(settings, started, fingerprint, inputs)
     log.info("dbt build: %d nodes ok", outcome.nodes)
     return outcome
+
+
+def _record_build(
+    settings: Settings, started: datetime, fingerprint: str, inputs: dict[str, str]
+) -> None:
+    _record_checked_through(settings, started, fingerprint)
+    _record_inputs(settings, fingerprint, inputs)
+
+
+# ------------------------------------------------------ one test node per model (folding)
+#: The generic tests a model's `model_checks` test runs (macros/model_checks.sql says the same).
+FOLDED_TESTS = frozenset(
+    {"not_null", "unique", "accepted_values", "value_in_range", "not_less_than_column",
+     "unique_combination"}
+)  # fmt: skip
+MODEL_CHECKS = "model_checks"
+#: The one Jinja a folded test's argument may hold (macros/model_checks.sql says the same).
+FOLDED_VAR = re.compile(r"^\{\{ *var\( *'([A-Za-z0-9_]+)' *(, *(-?[0-9.]+) *)?\) *\}\}$")
+
+
+def is_folded(node) -> bool:
+    """Whether `model_checks` runs this test node (the rule of macros/model_checks.sql): one of
+    FOLDED_TESTS with dbt's default pass/fail settings and no Jinja in its arguments but a
+    plain var() (FOLDED_VAR)."""
+    meta = getattr(node, "test_metadata", None)
+    if meta is None or meta.namespace or meta.name not in FOLDED_TESTS:
+        return False
+    if not getattr(node, "attached_node", None):
+        return False
+    c = node.config
+    if (
+        str(c.severity).lower() != "error" or c.where != "__touched_partitions__"
+        or c.fail_calc != "count(*)" or c.warn_if != "!= 0" or c.error_if != "!= 0"
+        or c.limit is not None or c.store_failures
+    ):  # fmt: skip
+        return False
+    return not any(
+        isinstance(value, str) and ("{{" in value or "{%" in value) and not FOLDED_VAR.match(value)
+        for key, value in meta.kwargs.items()
+        if key != "model"
+    )
+
+
+def folded_tests(manifest) -> list[str]:
+    """The names of the tests a `model_checks` node runs (left out of the build): those of
+    models that declare one; a model without it keeps its tests as nodes of their own."""
+    tests = [n for n in manifest.nodes.values() if n.resource_type == "test"]
+    checked = {
+        n.attached_node for n in tests
+        if n.test_metadata is not None and n.test_metadata.name == MODEL_CHECKS
+    }  # fmt: skip
+    return sorted(n.name for n in tests if n.attached_node in checked and is_folded(n))
+
+
+#: One dbt selector per folded test kind (an intersection): what `folded_exclusion` passes
+#: when it selects exactly the folded tests. dbt resolves each selector by a pass over the
+#: whole graph, so this costs ~1/50 of naming ~330 tests one by one.
+_FOLDED_SELECTOR = "test_name:{},config.severity:error,config.where:__touched_partitions__"
+
+
+def folded_exclusion(manifest) -> list[str]:
+    """What ``--exclude`` leaves the folded tests out with: the selectors of _FOLDED_SELECTOR
+    when they select exactly the folded tests (this project: tests/test_build_selection.py),
+    else the folded tests by name."""
+    folded = set(folded_tests(manifest))
+    selected = {
+        n.name for n in manifest.nodes.values()
+        if n.resource_type == "test" and n.test_metadata is not None
+        and n.test_metadata.name in FOLDED_TESTS
+        and str(n.config.severity).lower() == "error"
+        and n.config.where == "__touched_partitions__"
+    }  # fmt: skip
+    if selected == folded:
+        return [_FOLDED_SELECTOR.format(name) for name in sorted(FOLDED_TESTS)]
+    log.info("dbt build: %d tests are not folded alike, named one by one", len(selected ^ folded))
+    return sorted(folded)
+
+
+def _failed_checks(settings: Settings, node) -> str:
+    """Which folded tests a failed `model_checks` node found failing, e.g. `` (failed:
+    not_null_x_y 2)``; empty for any other node, or when they cannot be told."""
+    meta = getattr(node, "test_metadata", None)
+    if meta is None or meta.name != MODEL_CHECKS or not getattr(node, "compiled_code", None):
+        return ""
+    import duckdb
+
+    try:
+        with duckdb.connect(
+            str(settings.warehouse_path), read_only=True, config=settings.duckdb_config
+        ) as con:
+            rows = con.execute(
+                f"select failed_check, count(*) from ({node.compiled_code}) as failing "
+                "group by all order by all"
+            ).fetchall()
+    except duckdb.Error:
+        log.warning("could not list the failed checks of %s", node.name, exc_info=True)
+        return ""
+    return " (failed: " + ", ".join(f"{name} {count}" for name, count in rows) + ")"
+
+
+# ------------------------------------------------------ build only what read changed inputs
+#: One row per lake input (dbt source) of the last build that passed: the fingerprint of its
+#: files then, and of the project.
+INPUT_STATE = "inferwatch_input_state"
+_BRONZE_ROOT_GLOB = re.compile(r"\{bronze_root\}/([^'\"]+)")
+
+
+def source_glob(source) -> str | None:
+    """The lake glob a dbt source reads (its ``meta.lake_glob``, else the part of its
+    ``external_location`` under the lake root); None when it names none."""
+    meta = {**(getattr(source, "source_meta", None) or {}), **(source.meta or {})}
+    if meta.get("lake_glob"):
+        return str(meta["lake_glob"])
+    found = _BRONZE_ROOT_GLOB.search(str(meta.get("external_location") or ""))
+    return found.group(1) if found else None
+
+
+def _matches(key: str, glob: str) -> bool:
+    """fnmatch segment by segment: `*` never crosses a `/`, as in DuckDB's globs."""
+    parts, pattern = key.split("/"), glob.split("/")
+    return len(parts) == len(pattern) and all(map(fnmatch.fnmatchcase, parts, pattern))
+
+
+def glob_fingerprint(lake: Lake, glob: str) -> str:
+    """A hash of the files the glob matches: key, size and version (etag or mtime)."""
+    prefix = glob.split("*", 1)[0].rsplit("/", 1)[0]
+    digest = hashlib.sha256(lake.full_url(glob).encode())
+    for info in lake.list(prefix + "/" if prefix else ""):
+        if _matches(info.key, glob):
+            digest.update(f"{info.key}\0{info.size}\0{info.version}\n".encode())
+    return digest.hexdigest()
+
+
+def input_fingerprints(manifest, lake: Lake) -> dict[str, str]:
+    """``source_name.table`` → fingerprint of its files (empty when it names no glob: such a
+    source counts as changed on every build)."""
+    found = {}
+    for source in manifest.sources.values():
+        glob = source_glob(source)
+        found[f"{source.source_name}.{source.name}"] = glob_fingerprint(lake, glob) if glob else ""
+    return found
+
+
+def changed_inputs(
+    settings: Settings, manifest, fingerprint: str, inputs: dict[str, str], full_refresh: bool
+) -> list[str] | None:
+    """The sources whose files changed since the last build that passed (that build built and
+    tested everything reading the others), or None when everything must be built: a full
+    refresh, no such build of this project version, or a model's table missing."""
+    import duckdb
+
+    if full_refresh or not settings.warehouse_path.exists():
+        return None
+    with duckdb.connect(
+        str(settings.warehouse_path), read_only=True, config=settings.duckdb_config
+    ) as con:
+        relations = {name for (name,) in con.execute("select table_name from duckdb_tables()"
+                     " union all select view_name from duckdb_views()").fetchall()}  # fmt: skip
+        if INPUT_STATE not in relations:
+            return None
+        rows = con.execute(
+            f"select source, fingerprint, project_fingerprint from {INPUT_STATE}"
+        ).fetchall()
+    if not rows or any(project != fingerprint for _, _, project in rows):
+        return None
+    built = [
+        n.alias or n.name for n in manifest.nodes.values()
+        if n.resource_type in {"model", "seed"} and n.config.materialized != "ephemeral"
+    ]  # fmt: skip
+    if any(name not in relations for name in built):
+        return None
+    before = {source: value for source, value, _ in rows}
+    return sorted(name for name, value in inputs.items() if not value or before.get(name) != value)
+
+
+def _record_inputs(settings: Settings, fingerprint: str, inputs: dict[str, str]) -> None:
+    import duckdb
+
+    with duckdb.connect(str(settings.warehouse_path), config=settings.duckdb_config) as con:
+        con.execute(
+            f"create table if not exists {INPUT_STATE} "
+            "(source varchar, fingerprint varchar, project_fingerprint varchar)"
+        )
+        con.execute(f"delete from {INPUT_STATE}")
+        con.executemany(
+            f"insert into {INPUT_STATE} values (?, ?, ?)",
+            [[name, value, fingerprint] for name, value in sorted(inputs.items())],
+        )
 
 
 # ------------------------------------------------- data tests on the touched partitions
