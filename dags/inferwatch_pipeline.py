@@ -16,14 +16,14 @@ from inferwatch.orchestrate import current_lake, current_settings
 DOC = """
 ### InferWatch pipeline
 Manifest-driven: every run ingests **every raw object not yet in the manifest** (the data
-interval only labels the run), then rebuilds the marts of every day the new events touch.
+interval only labels the run), then rebuilds the marts of every hour and day the new events touch.
 
 | task | does | safe to clear? |
 |---|---|---|
 | `check_config` | `inferwatch check`: the lake, its connection, the data dir, producers, registry and reference files; an error fails the run at once (no retry), one line per setting to fix | yes |
 | `discover` | lists `raw/` and compares with the manifest (key, size, etag/mtime) | yes |
 | `ingest` | parses, validates and scrubs PII into bronze Parquet; bad lines to `quarantine/` | yes: a chunk only counts once its manifest file lands |
-| `transform` | `dbt build` (incremental: days touched by newly ingested events), then dbt's docs site ([dbt Docs](inferwatch-dbt-docs/)) | yes |
+| `transform` | `dbt build` of what reads lake files changed since the last passing build (new events: the hours and days they touch; reference, registry, label and anomaly-score models only when their files changed; everything on a first run or a new project version), each model's column tests in one node; then dbt's docs site ([dbt Docs](inferwatch-dbt-docs/)) | yes |
 | `score_anomalies` | isolation forest per model version scores a sample of each touched day's inputs; builds `mart_input_anomalies_daily` | yes: a day's scores are rewritten whole |
 | `validate` | Great Expectations checkpoint on the candidate warehouse ([Data Docs](inferwatch-data-docs/)) | yes |
 | `publish` | `ops.duckdb` always, `serving.duckdb` only when the gate passed (under the publish lock: no Superset report is taken meanwhile) | yes |
@@ -86,8 +86,9 @@ def inferwatch_pipeline():
         return pipeline.ingest(settings, current_lake(settings), objects, context["run_id"])
 
     @task(
-        doc_md="`dbt build` of staging → marts, incremental on the days that got new events; "
-        "then dbt's docs site of the build ([dbt Docs](inferwatch-dbt-docs/))."
+        doc_md="`dbt build` of what reads lake files changed since the last passing build "
+        "(incremental on the hours and days new events touch); then dbt's docs site of the "
+        "build ([dbt Docs](inferwatch-dbt-docs/))."
     )
     def transform(ingest_report: dict) -> dict:
         settings = current_settings()
