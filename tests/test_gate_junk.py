@@ -101,7 +101,10 @@ def stages(tmp_path_factory) -> dict:
     seen["again"] = gate(settings, "run-3")
 
     # 4. Acknowledged on the command line (a typo is refused): the next run publishes.
-    cli, data_dir = CliRunner(), ["--data-dir", str(settings.data_dir)]
+    # This lake, whatever an earlier test's in-process run left in INFERWATCH_LAKE_URL: the
+    # acknowledgement is anchored in the lake the environment names.
+    cli = CliRunner(env={"INFERWATCH_LAKE_URL": settings.lake_url})
+    data_dir = ["--data-dir", str(settings.data_dir)]
     seen["typo"] = cli.invoke(
         main, ["quarantine", "acknowledge", "raw/nope.jsonl", "--reason", "x", *data_dir]
     )
@@ -110,6 +113,7 @@ def stages(tmp_path_factory) -> dict:
     seen["acknowledged_mode"] = stat.S_IMODE(
         (settings.gate_dir / "acknowledged.json").stat().st_mode
     )
+    assert seen["cli"].exit_code == 0, seen["cli"].output
     seen["acknowledged"] = gate(settings, "run-4")
     with duckdb.connect(str(ledger_path(settings)), read_only=True) as ledger:
         seen["audit"] = ledger.sql(

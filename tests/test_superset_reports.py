@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -339,28 +338,24 @@ def test_a_report_due_during_a_publish_waits_and_shows_the_new_build(reports, tm
         (name,) = _every_minute(tmp_path, ["inference_overview_daily.yaml"], "race test")
         ids = sync_reports(reports.client, reports.dashboards, RECIPIENTS, tmp_path)["report"]
         report_id = ids[name]
-        writer = subprocess.Popen(  # holds serving.duckdb read-write until its stdin closes
-            [sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
-             "print('held', flush=True); sys.stdin.read()", str(settings.serving_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        try:
-            assert writer.stdout.readline().strip() == "held"
-            chart_id = reports.client.find_by_uuid("chart", TOTAL_REQUESTS_UUID)[0]
-            # the damage is real: Superset's queries fail now
-            response = reports.client.http.get(
-                f"{reports.client.url}/api/v1/chart/{chart_id}/data/", timeout=120
-            )
-            assert not response.ok and "Could not set lock" in response.text, response.text
-            deadline = time.monotonic() + 120
-            while not _waits(worker_log, offset, report_id):
-                assert time.monotonic() < deadline, "the report never came due"
-                time.sleep(1)
-            time.sleep(3)
-            assert not [s for s in reports.sink.subjects(locked_at) if name in s]
-        finally:
-            writer.stdin.close()
-            writer.wait(timeout=30)
+        # The worst a build could do: serving.duckdb replaced by a file no reader can open
+        # (Superset keeps an instance per file version, so an in-place writer could not even
+        # take the file's lock now).
+        broken = settings.serving_path.with_name(".broken-serving.duckdb")
+        broken.write_bytes(b"not a database " * 4096)
+        os.replace(broken, settings.serving_path)
+        chart_id = reports.client.find_by_uuid("chart", TOTAL_REQUESTS_UUID)[0]
+        # the damage is real: Superset's queries fail now
+        response = reports.client.http.get(
+            f"{reports.client.url}/api/v1/chart/{chart_id}/data/", timeout=120
+        )
+        assert not response.ok, response.text
+        deadline = time.monotonic() + 120
+        while not _waits(worker_log, offset, report_id):
+            assert time.monotonic() < deadline, "the report never came due"
+            time.sleep(1)
+        time.sleep(3)
+        assert not [s for s in reports.sink.subjects(locked_at) if name in s]
         publish_serving(settings)  # a real atomic swap while the report waits
         released_at = time.time()
     try:
