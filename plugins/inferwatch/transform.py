@@ -354,11 +354,11 @@ def _matches(key: str, glob: str) -> bool:
     return len(parts) == len(pattern) and all(map(fnmatch.fnmatchcase, parts, pattern))
 
 
-def glob_fingerprint(lake: Lake, glob: str) -> str:
-    """A hash of the files the glob matches: key, size and version (etag or mtime)."""
-    prefix = glob.split("*", 1)[0].rsplit("/", 1)[0]
-    digest = hashlib.sha256(lake.full_url(glob).encode())
-    for info in lake.list(prefix + "/" if prefix else ""):
+def glob_fingerprint(glob: str, url: str, listing: list) -> str:
+    """A hash of the files of ``listing`` the glob matches: key, size and version (etag or
+    mtime); ``url`` is the glob's full URL (another lake root is another input)."""
+    digest = hashlib.sha256(url.encode())
+    for info in listing:
         if _matches(info.key, glob):
             digest.update(f"{info.key}\0{info.size}\0{info.version}\n".encode())
     return digest.hexdigest()
@@ -366,11 +366,21 @@ def glob_fingerprint(lake: Lake, glob: str) -> str:
 
 def input_fingerprints(manifest, lake: Lake) -> dict[str, str]:
     """``source_name.table`` → fingerprint of its files (empty when it names no glob: such a
-    source counts as changed on every build)."""
+    source counts as changed on every build). Each folder is listed once, however many
+    sources read it (the reference's Parquet and CSV sources share one)."""
+    listings: dict[str, list] = {}
     found = {}
     for source in manifest.sources.values():
         glob = source_glob(source)
-        found[f"{source.source_name}.{source.name}"] = glob_fingerprint(lake, glob) if glob else ""
+        if not glob:
+            found[f"{source.source_name}.{source.name}"] = ""
+            continue
+        prefix = glob.split("*", 1)[0].rsplit("/", 1)[0]
+        if prefix not in listings:
+            listings[prefix] = list(lake.list(prefix + "/" if prefix else ""))
+        found[f"{source.source_name}.{source.name}"] = glob_fingerprint(
+            glob, lake.full_url(glob), listings[prefix]
+        )
     return found
 
 

@@ -52,6 +52,7 @@ import yaml
 from inferwatch.config import SUPERSET_ASSETS_DIR, Settings, read_secrets
 from inferwatch.serve.superset_access import ADMIN_ONLY_DASHBOARD_SLUGS, sync_access
 from inferwatch.serve.superset_reports import sync_reports
+from inferwatch.state_file import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def refresh(
         return False
     client = _client(settings, username, password)
     digest = sync_digest(settings, assets_dir)
-    last = _read_sync_state(settings)
+    last = read_json(sync_state_path(settings), {}, unreadable_is_default=True)
     if last.get("digest") == digest and last.get("databases") == _databases(client):
         _invalidate_cached_results(client, last.get("datasets") or [])
         log.info("Superset at %s: assets and served columns unchanged, nothing imported", url)
@@ -375,7 +376,12 @@ def refresh(
         # adds the columns the table gained since the YAML was written, drops vanished ones
         client.request("PUT", f"/api/v1/dataset/{dataset_id}/refresh")
     _invalidate_cached_results(client, sorted(ids["dataset"].values()))
-    _write_sync_state(settings, digest, _databases(client), sorted(ids["dataset"].values()))
+    synced = {
+        "digest": digest,
+        "databases": _databases(client),
+        "datasets": sorted(ids["dataset"].values()),
+    }
+    write_json(sync_state_path(settings), synced)
     log.info("Superset at %s refreshed (%d datasets)", url, len(ids["dataset"]))
     return True
 
@@ -446,20 +452,3 @@ def _invalidate_cached_results(client: SupersetClient, dataset_ids: list[int]) -
         )  # fmt: skip
     except (SupersetSyncError, requests.RequestException) as error:
         log.warning("could not drop Superset's cached results: %s", error)
-
-
-def _read_sync_state(settings: Settings) -> dict:
-    try:
-        return json.loads(sync_state_path(settings).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def _write_sync_state(
-    settings: Settings, digest: str, databases: dict, dataset_ids: list[int]
-) -> None:
-    path = sync_state_path(settings)
-    tmp = path.with_name(f".{path.name}.tmp")
-    state = {"digest": digest, "databases": databases, "datasets": dataset_ids}
-    tmp.write_text(json.dumps(state, indent=1) + "\n")
-    os.replace(tmp, path)

@@ -11,8 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from great_expectations.data_context.types.resource_identifiers import Expectati
 from great_expectations.execution_engine import sqlalchemy_execution_engine
 
 from inferwatch.config import EXPECTATIONS_DIR
+from inferwatch.state_file import read_json, write_json
 from inferwatch.validate import gate_state
 from inferwatch.validate.policy import Policy
 from inferwatch.validate.results import (
@@ -282,7 +281,9 @@ def _build_data_docs(context, result, suites: list, data_docs_dir: Path) -> None
     which is the same run after run until its expectations or thresholds change: rendering
     ~20 unchanged suite pages again would be half of what is left."""
     state_path = data_docs_dir / SUITE_PAGES_STATE
-    rendered = _read_state(state_path)
+    # unreadable: every page rendered again
+    rendered = read_json(state_path, {}, unreadable_is_default=True)
+    rendered = rendered if isinstance(rendered, dict) else {}
     digests = {suite.name: _suite_digest(suite) for suite in suites}
     changed = [
         ExpectationSuiteIdentifier(name=name)
@@ -292,7 +293,7 @@ def _build_data_docs(context, result, suites: list, data_docs_dir: Path) -> None
     context.build_data_docs(
         site_names=[DOCS_SITE_NAME], resource_identifiers=[*result.run_results, *changed]
     )
-    _write_state(state_path, {**rendered, **digests})
+    write_json(state_path, {**rendered, **digests})
 
 
 def _suite_digest(suite: gx.ExpectationSuite) -> str:
@@ -308,21 +309,6 @@ def _suite_digest(suite: gx.ExpectationSuite) -> str:
 
 def _suite_page(data_docs_dir: Path, name: str) -> Path:
     return data_docs_dir / "expectations" / f"{name}.html"
-
-
-def _read_state(path: Path) -> dict[str, str]:
-    """The digests of the suite pages on disk; empty (every page rendered) when unreadable."""
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _write_state(path: Path, state: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _run_checkpoint(

@@ -20,12 +20,13 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+
+from inferwatch.state_file import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def load_window(gate_dir: Path | None) -> RunWindow:
     """The window of the next validation (everything, with nothing acknowledged, without a dir)."""
     if gate_dir is None:
         return RunWindow()
-    state = _read_json(gate_dir / STATE_FILE, {})
+    state = read_json(gate_dir / STATE_FILE, {})
     passed = state.get("passed_through")
     return RunWindow(
         passed_through=datetime.fromisoformat(passed) if passed else _last_published(gate_dir),
@@ -105,7 +106,7 @@ def _last_published(gate_dir: Path) -> datetime | None:
     runs = gate_dir.parent / "runs"
     finished = []
     for path in runs.glob("*.json") if runs.is_dir() else []:
-        record = _read_json(path, {})
+        record = read_json(path, {})
         if record.get("gate_passed") and record.get("finished_at"):
             at = datetime.fromisoformat(record["finished_at"])
             finished.append(at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at)
@@ -114,7 +115,7 @@ def _last_published(gate_dir: Path) -> datetime | None:
 
 def acknowledgements(gate_dir: Path) -> dict[str, Acknowledgement]:
     """The newest acknowledgement of each object."""
-    raw = _read_json(gate_dir / ACKNOWLEDGED_FILE, [])
+    raw = read_json(gate_dir / ACKNOWLEDGED_FILE, [])
     listed = [Acknowledgement.from_json(entry) for entry in raw]
     return {ack.object_key: ack for ack in sorted(listed, key=lambda a: a.acknowledged_at)}
 
@@ -142,7 +143,7 @@ def record_pass(gate_dir: Path, passed_through: datetime | None, run_id: str) ->
     if passed_through is None:
         return
     state = {"passed_through": passed_through.isoformat(), "run_id": run_id}
-    _write_json(gate_dir / STATE_FILE, state)
+    write_json(gate_dir / STATE_FILE, state)
     log.info("gate passed through batches ingested at %s", state["passed_through"])
 
 
@@ -170,8 +171,8 @@ def acknowledge(
         actor=actor or getpass.getuser(),
         lines_quarantined=lines,
     )
-    listed = _read_json(gate_dir / ACKNOWLEDGED_FILE, [])
-    _write_json(gate_dir / ACKNOWLEDGED_FILE, [*listed, ack.as_json()])
+    listed = read_json(gate_dir / ACKNOWLEDGED_FILE, [])
+    write_json(gate_dir / ACKNOWLEDGED_FILE, [*listed, ack.as_json()])
     return ack
 
 
@@ -220,18 +221,3 @@ def _timestamp(value: datetime) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _read_json(path: Path, default):
-    return json.loads(path.read_text()) if path.is_file() else default
-
-
-def _write_json(path: Path, value) -> None:
-    """Owner-only, replaced whole: a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(value, handle, indent=1)
-    os.replace(tmp, path)
