@@ -195,3 +195,40 @@ def test_gate_reads_the_touched_rows(built):
     finally:
         with duckdb.connect(str(settings.warehouse_path)) as con:
             con.execute("delete from fct_inferences where event_id = 'planted-new'")
+
+
+def test_a_new_row_repeating_an_old_event_id_fails_uniqueness(built):
+    """The key checks read the touched rows and every row sharing their key, so a new row
+    with an old row's event_id is a duplicate; the other row checks read only the new row."""
+    from inferwatch.validate import gate_state
+    from inferwatch.validate.policy import Policy
+    from inferwatch.validate.scopes import plan_batches
+    from inferwatch.validate.suites import load_suite_specs
+
+    settings, _ = built
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        # not min(event_id): the test above left a bad confidence there (an old row)
+        old = con.sql("select max(event_id) from fct_inferences").fetchone()[0]
+        con.execute(
+            "insert into fct_inferences select * replace (? as ingested_at) "
+            "from fct_inferences where event_id = ?",
+            [now, old],
+        )
+    try:
+        batches = plan_batches(
+            settings.warehouse_path, load_suite_specs(["contract"]), Policy.load(None),
+            window=gate_state.load_window(settings.gate_dir),
+        )  # fmt: skip
+        read = {}
+        with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+            for batch in batches:
+                if batch.query:
+                    read[batch.name] = con.sql(f"select count(*) from ({batch.query})").fetchone()
+        assert read == {"contract[touched]": (1,), "contract[touched-keys]": (2,)}
+        held = pipeline.validate(settings, "touched-duplicate")
+        assert not held["passed_gate"]
+        assert contract_failures(held) == {"event_id"}
+    finally:
+        with duckdb.connect(str(settings.warehouse_path)) as con:
+            con.execute("delete from fct_inferences where ingested_at = ?", [now])

@@ -67,15 +67,21 @@ class RunWindow:
         acknowledged = self._acknowledged_sql()
         return f"select run_rows.*, {acknowledged} as acknowledged from {table} as run_rows{where}"
 
-    def touched_query(self, table: str, key: str | None) -> str | None:
-        """The rows of ``table`` ingested since the last build that passed, plus the rows
-        sharing a ``key`` value with one of them; None (the whole table) without a window."""
+    def touched_query(
+        self, table: str, key: str | None, columns: list[str] | None = None
+    ) -> str | None:
+        """The rows of ``table`` ingested since the last build that passed, plus, with ``key``,
+        the rows sharing a ``key`` value with one of them; only ``columns`` when given (GX
+        runs a query batch once whole to learn its columns: whole rows of the semi-join cost
+        seconds at 10M events a day). None (the whole table) without a window."""
         if self.passed_through is None:
             return None
         since = f"ingested_at > {_timestamp(self.passed_through)}"
+        selected = ", ".join(columns) if columns else "*"
         if key is None:
-            return f"select * from {table} where {since}"
-        return f"select * from {table} where {key} in (select {key} from {table} where {since})"
+            return f"select {selected} from {table} where {since}"
+        inner = f"select {key} from {table} where {since}"
+        return f"select {selected} from {table} where {key} in ({inner})"
 
     def _acknowledged_sql(self) -> str:
         if not self.acknowledged:
