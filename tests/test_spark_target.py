@@ -55,6 +55,8 @@ class Builds:
     duckdb_path: Path
     spark_settings: object
     seconds: dict
+    #: status of each data test the Spark build ran
+    spark_tests: dict
 
     def duck(self, sql: str) -> pd.DataFrame:
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
@@ -105,6 +107,10 @@ def _add_batched_object(lake_dir: Path, size: int = 3, batches: int = 40) -> Non
     target.write_text("\n".join(out) + "\n")
 
 
+#: The data test the Spark build runs (the folded column and grain tests of fct_inferences).
+SPARK_DATA_TEST = "fct_inferences,test_name:model_checks"
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory, request) -> Builds:
     """The same selection built by each engine over one small simulated lake, full refresh.
@@ -139,8 +145,12 @@ def builds(tmp_path_factory, request) -> Builds:
     assert rescored.success, rescored.failures
 
     started = time.monotonic()
-    spark = transform.run_dbt_spark(spark_settings, lake, "build", "--full-refresh",
-                                    data_tests=False)  # fmt: skip
+    # One data test rides along (only tests selected by name run: indirect selection empty),
+    # so the Spark target's `where` handling is exercised in the same JVM.
+    spark = transform.run_dbt_spark(
+        spark_settings, lake, "build", "--full-refresh", "--indirect-selection", "empty",
+        select=(*transform.SPARK_SELECTION, SPARK_DATA_TEST),
+    )  # fmt: skip
     spark_seconds = time.monotonic() - started
     assert spark.success, spark.failures
 
@@ -158,7 +168,17 @@ def builds(tmp_path_factory, request) -> Builds:
         duckdb_path=duck_settings.warehouse_path,
         spark_settings=spark_settings,
         seconds={"spark": spark_seconds, "duckdb": duck_seconds},
+        spark_tests=_test_statuses(spark_settings),
     )
+
+
+def _test_statuses(spark_settings) -> dict:
+    results = transform.spark_dir(spark_settings) / "dbt" / "target" / "run_results.json"
+    return {
+        node["unique_id"].split(".")[2]: node["status"]
+        for node in json.loads(results.read_text())["results"]
+        if node["unique_id"].startswith("test.")
+    }
 
 
 def _joined(duck: pd.DataFrame, spark: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -193,6 +213,13 @@ def _assert_close(merged: pd.DataFrame, columns: list[str], *, rel=RELATIVE, abs
 
 def test_build_times_are_reported(builds):
     assert builds.seconds["spark"] > 0 and builds.seconds["duckdb"] > 0
+
+
+def test_data_tests_run_on_spark(builds):
+    """`inferwatch spark-build` runs the data tests too: on Spark each reads every row (the
+    touched-partitions `where` every test gets is DuckDB's; dbt's default would paste it into
+    Spark's SQL as a filter and the test would fail)."""
+    assert builds.spark_tests == {"model_checks_fct_inferences_": "pass"}
 
 
 def test_fct_inferences_same_events(builds):

@@ -46,8 +46,18 @@
 {% endmacro %}
 
 
-{# dbt's hook for a test's `where` config (dispatched: this one is the DuckDB target's). #}
+{# dbt's hook for a test's `where` config, dispatched per adapter: every target the project
+   builds on needs its own, or dbt's default would paste the marker into the SQL as a filter.
+   Off DuckDB, `touched_rows` is the whole relation. #}
 {% macro duckdb__get_where_subquery(relation) -%}
+    {{ return(touched_partitions_where_subquery(relation)) }}
+{%- endmacro %}
+
+{% macro spark__get_where_subquery(relation) -%}
+    {{ return(touched_partitions_where_subquery(relation)) }}
+{%- endmacro %}
+
+{% macro touched_partitions_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- if where != '__touched_partitions__' -%}
         {{ return(dbt.default__get_where_subquery(relation)) }}
