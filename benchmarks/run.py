@@ -835,14 +835,16 @@ def chart_latencies(
 
     from inferwatch.serve.superset_sync import SupersetClient
 
-    client = SupersetClient(url, "admin", password, timeout=300)
     out: dict[str, dict] = {}
     databases: dict[int, str | None] = {}
     for chart_id in ids["chart"].values():
+        # a login per chart: Superset's access token expires after 15 minutes, which a run of
+        # every chart can outlast on a loaded machine (it then failed with HTTP 401)
+        client = SupersetClient(url, "admin", password, timeout=300)
         chart, query_context = saved_query_context(client, chart_id)
         errors: list[str] = []
 
-        def post(qc=query_context, errors=errors) -> tuple[float, int]:
+        def post(qc=query_context, errors=errors, client=client) -> tuple[float, int]:
             started = time.perf_counter()
             try:
                 response = client.http.post(

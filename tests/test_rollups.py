@@ -310,3 +310,80 @@ def test_country_chart_same_figures_as_from_the_events(superset_synced, pipeline
         assert {row["geo_country"]: row["count_requests"] for row in got} == as_counts, filters
         totals.append(sum(as_counts.values()))
     assert all(total < totals[0] for total in totals[1:])  # each filter did select fewer
+
+
+# ---------- the bin charts of Inputs and outputs
+FEATURE_DATASET = "f0b727b3-d990-5ba9-a179-462faebbf356"  # mart_feature_distribution_daily
+BIN_CHARTS = [
+    "7edad4d9-68fc-5e2f-8591-b277ba56707d",  # Input feature vs training reference
+    "920e68a9-92eb-51bb-838f-b98cf847c33d",  # Confidence histogram vs reference
+]
+BIN_COLUMNS = (
+    "model, model_version, feature, day, bin_kind, bin_index, bin_label, feature_role, "
+    "production_count, reference_share"
+)
+
+
+def test_feature_bins_equal_the_marts_psi_and_category_rows(pipeline_run):
+    with pipeline_run.serving() as con:
+        kinds = dict(con.execute(
+            "select bin_kind, count(*) from main.mart_feature_distribution_daily group by 1"
+        ).fetchall())  # fmt: skip
+        rows, missing, extra = con.execute(
+            f"""
+            with want as (
+                select {BIN_COLUMNS} from main.mart_feature_distribution_daily
+                where bin_kind in ('psi', 'category')
+            ),
+            got as (select {BIN_COLUMNS} from main.mart_feature_bins_daily)
+            select (select count(*) from got),
+                (select count(*) from (select * from want except all select * from got)),
+                (select count(*) from (select * from got except all select * from want))
+            """
+        ).fetchone()
+    assert kinds["ks"] > 0  # the rows left out exist
+    assert rows == kinds["psi"] + kinds["category"]
+    assert (missing, extra) == (0, 0)
+
+
+@pytest.mark.parametrize("chart", BIN_CHARTS)
+def test_bin_charts_same_figures_as_from_the_mart(superset_synced, pipeline_run, chart):
+    """Each bin chart on the rollup returns what it computed on mart_feature_distribution_daily:
+    unfiltered and under the dashboard's filters (model, version, feature, time range)."""
+    client = superset_synced.client()
+    ids = superset_synced.ids
+    new = _saved_query_context(client, ids["chart"][chart])
+    with pipeline_run.serving() as con:
+        model, version, feature, first_day, last_day = con.execute(
+            "select model, model_version, feature, min(day) over (), max(day) over () "
+            "from main.mart_feature_distribution_daily "
+            "where feature_role = 'input' and bin_kind = 'psi' order by all limit 1"
+        ).fetchone()
+    middle = first_day + (last_day - first_day) / 2
+    # a chart that shows one feature keeps it; the others get one input feature
+    saved = [f["val"] for f in new["queries"][0]["filters"] if f["col"] == "feature"]
+    cases = [
+        [],
+        [{"col": "model", "op": "IN", "val": [model]}],
+        [{"col": "model_version", "op": "IN", "val": [version]}],
+        [{"col": "feature", "op": "IN", "val": saved or [feature]}],
+        f"{first_day} : {middle}",
+    ]
+    for filters in cases:
+        if isinstance(filters, str):
+            context = copy.deepcopy(new)
+            for query in context["queries"]:
+                for where in query["filters"]:
+                    if where["op"] == "TEMPORAL_RANGE":
+                        where["val"] = filters
+        else:
+            context = _with_filter(new, filters)
+        old = copy.deepcopy(context)
+        old["datasource"] = {"id": ids["dataset"][FEATURE_DATASET], "type": "table"}
+        got, want = _post(client, context), _post(client, old)
+        want_points = _as_points(want, "bin")
+        assert want_points, filters
+        got_points = _as_points(got, "bin")
+        assert got_points.keys() == want_points.keys(), filters
+        for key, value in want_points.items():
+            assert got_points[key] == pytest.approx(value, rel=1e-12), (filters, key)
