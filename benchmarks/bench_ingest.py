@@ -13,7 +13,9 @@ off, on, so that the machine's load weighs on all of them alike. Prints medians 
 
 ``--lake`` reads the raw objects of an existing lake (e.g. the ``lakes/day-src`` of a
 ``benchmarks/run.py --keep`` work dir) instead of simulating a day: they are hard-linked into
-a temporary lake, so the lake given is only read. ``--profile`` prints where the last ingest
+a temporary lake, so the lake given is only read; ``--max-objects N`` takes N of them, spread
+evenly over its keys (models and hours), e.g. a few million lines in objects of a 10M day's
+size. ``--profile`` prints where the last ingest
 of each path spent its time, step by step (the ingest report's ``phase_seconds``), with the
 1-minute load average beside each measure and ingest's peak RSS.
 """
@@ -77,14 +79,16 @@ def simulated_lake(root: Path, events: int) -> tuple[Lake, set[str]]:
     return lake, {o.key for o in lake.list("raw") if o.key in text}
 
 
-def linked_lake(source: str, root: Path) -> tuple[Lake, set[str]]:
-    """The raw objects of the lake ``source``, hard-linked into ``root/lake`` (``source`` is
-    only read), and the keys of its cut gzip objects (inflated once to find them)."""
+def linked_lake(source: str, root: Path, max_objects: int | None) -> tuple[Lake, set[str]]:
+    """The raw objects of the lake ``source`` (at most ``max_objects``, every k-th key),
+    hard-linked into ``root/lake`` (``source`` is only read), and the keys of its cut gzip
+    objects (inflated once to find them)."""
     src, lake = Lake(source), Lake(str(root / "lake"))
+    raw = [obj for obj in src.list("raw") if is_raw_log(obj.key)]
+    if max_objects and max_objects < len(raw):
+        raw = [raw[i * len(raw) // max_objects] for i in range(max_objects)]
     cut = set()
-    for obj in src.list("raw"):
-        if not is_raw_log(obj.key):
-            continue
+    for obj in raw:
         target = Path(lake.path(obj.key))
         target.parent.mkdir(parents=True, exist_ok=True)
         os.link(src.path(obj.key), target)
@@ -97,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="a simulated day's events")
     parser.add_argument("--lake", help="read this lake's raw objects instead of simulating")
+    parser.add_argument("--max-objects", type=int, help="with --lake: read only this many")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--paths", default="off,on", help="parser paths to time: off, on or both")
     parser.add_argument("--profile", action="store_true", help="print ingest's steps")
@@ -109,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.lake:
-            lake, cut = linked_lake(args.lake, root)
+            lake, cut = linked_lake(args.lake, root, args.max_objects)
         else:
             lake, cut = simulated_lake(root, args.events)
         objects = discover(lake)
