@@ -55,6 +55,20 @@ log = logging.getLogger(__name__)
 #: its Arrow view and the parsed rows all live during parsing). An object larger than this is
 #: a chunk of its own.
 CHUNK_BYTES = int(os.environ.get("INFERWATCH_INGEST_CHUNK_BYTES", 128 << 20))
+#: zstd level of the bronze and quarantine files ingest writes, read at each chunk: level 1
+#: took a quarter less CPU than DuckDB's default (3) to write a chunk of a 10M day, and its
+#: files were no larger (benchmarks/README.md, "Ingest at 10M"). Readers do not care which
+#: level wrote a file.
+ZSTD_LEVEL_ENV = "INFERWATCH_INGEST_ZSTD_LEVEL"
+
+
+def _parquet_options() -> str:
+    level = int(os.environ.get(ZSTD_LEVEL_ENV) or 1)
+    if not 1 <= level <= 22:
+        raise ValueError(f"{ZSTD_LEVEL_ENV} must be 1..22, not {level}")
+    return f"format parquet, compression zstd, compression_level {level}"
+
+
 #: Objects fetched and inflated ahead of the one being chunked.
 FETCH_AHEAD = 4
 
@@ -360,7 +374,7 @@ def _write_rows(con: duckdb.DuckDBPyConnection, target: Target, hashes: str, pat
             {hashes}
             where not is_blank and reason is null and not is_merged
             order by {target.order_by}
-        ) to '{path}' (format parquet, compression zstd)
+        ) to '{path}' ({_parquet_options()})
     """)
 
 
@@ -372,7 +386,7 @@ def _write_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             from parsed cross join batch_info
             where reason is not null
             order by object_key, line_number
-        ) to '{path}' (format parquet, compression zstd)
+        ) to '{path}' ({_parquet_options()})
     """)
 
 
