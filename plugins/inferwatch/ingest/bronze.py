@@ -56,9 +56,8 @@ log = logging.getLogger(__name__)
 #: a chunk of its own.
 CHUNK_BYTES = int(os.environ.get("INFERWATCH_INGEST_CHUNK_BYTES", 128 << 20))
 #: zstd level of the bronze and quarantine files ingest writes, read at each chunk: level 1
-#: took a quarter less CPU than DuckDB's default (3) to write a chunk of a 10M day, and its
-#: files were no larger (benchmarks/README.md, "Ingest at 10M"). Readers do not care which
-#: level wrote a file.
+#: writes with less CPU than DuckDB's default (3), its share of ingest fell in the profile of
+#: benchmarks/README.md ("Ingest at 10M"). Readers do not care which level wrote a file.
 ZSTD_LEVEL_ENV = "INFERWATCH_INGEST_ZSTD_LEVEL"
 
 
