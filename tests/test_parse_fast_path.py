@@ -10,6 +10,7 @@ the hostile-input grammar and the hostile suites' own edge cases (imported, not 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +25,7 @@ import test_ingest
 import test_parse_properties
 import test_pii_everywhere
 from inferwatch.ingest import fast_path
-from inferwatch.ingest.bronze import ingest
+from inferwatch.ingest.bronze import ZSTD_LEVEL_ENV, ingest
 from inferwatch.ingest.lines import Decoded, decompress, lines_table
 from inferwatch.ingest.manifest import discover
 from inferwatch.ingest.parse import parse
@@ -182,3 +183,55 @@ def test_tight_caps_hold_on_the_fast_path(sim_lake, monkeypatch):
     same_rows_both_ways(con)
     reasons = dict(con.execute("select reason, count(*) from parsed group by all").fetchall())
     assert reasons.get("too many keys (over 6 in the JSON object)", 0) > 0
+
+
+def test_ingest_reports_where_its_time_went(sim_lake, tmp_path, caplog):
+    """The ingest report times each step of the chunk loop (``phase_seconds``, logged too):
+    the figures ``benchmarks/bench_ingest.py --profile`` prints."""
+    lake = tmp_path / "lake"
+    shutil.copytree(sim_lake, lake)
+    store = Lake(str(lake))
+    with caplog.at_level(logging.INFO, logger="inferwatch.ingest.bronze"):
+        report = ingest(store, discover(store), batch_id="b1", user_hash_key=b"k",
+                        work_dir=tmp_path / "work", threads=2)  # fmt: skip
+    steps = report.phase_seconds
+    for step in (
+        "parse: fast statement, every line",
+        "parse: full statement, lines the fast path left",
+        "write bronze rows (sorted, zstd)",
+        "write quarantine",
+        "hash user ids",
+        "wait for fetch + inflate",
+        "inflate (fetch pool, overlaps the chunks)",
+    ):
+        assert steps.get(step, -1) >= 0, step
+    # the chunk loop's steps are parts of the whole (the pool's inflating runs beside them)
+    inline = sum(v for k, v in steps.items() if "fetch pool" not in k)
+    assert 0 < inline <= report.seconds
+    assert report.as_dict()["phase_seconds"] == steps
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ingest steps")]
+    assert logged and "parse: fast statement, every line" in logged[0]
+
+
+def test_the_zstd_level_is_a_setting(sim_lake, tmp_path, monkeypatch):
+    """``INFERWATCH_INGEST_ZSTD_LEVEL`` picks the level bronze is written with (the same rows
+    at any level); a level zstd does not have is refused before anything is written."""
+    monkeypatch.setenv(ZSTD_LEVEL_ENV, "23")
+    store = Lake(str(tmp_path / "refused"))
+    shutil.copytree(sim_lake, tmp_path / "refused")
+    with pytest.raises(ValueError, match=ZSTD_LEVEL_ENV):
+        ingest(store, discover(store), batch_id="b1", user_hash_key=b"k",
+               work_dir=tmp_path / "w0", threads=2)  # fmt: skip
+    assert not (tmp_path / "refused" / "bronze").exists()
+    rows = {}
+    for level in ("1", "19"):
+        monkeypatch.setenv(ZSTD_LEVEL_ENV, level)
+        lake = tmp_path / f"lake{level}"
+        shutil.copytree(sim_lake, lake)
+        store = Lake(str(lake))
+        ingest(store, discover(store), batch_id="b1", user_hash_key=b"k",
+               work_dir=tmp_path / f"w{level}", threads=2)  # fmt: skip
+        rows[level] = pq.read_table(lake / "bronze" / "events").drop_columns(["ingested_at"])
+    assert rows["1"].num_rows > 0
+    order = [("object_key", "ascending"), ("line_number", "ascending")]
+    assert rows["1"].sort_by(order).equals(rows["19"].sort_by(order))

@@ -43,6 +43,7 @@ from inferwatch.ingest.manifest import (
     is_label_key,
 )
 from inferwatch.ingest.parse import parse, parse_labels
+from inferwatch.ingest.phases import Phases
 from inferwatch.ingest.pii import hash_user_id, sql_literal, sql_scrub_line
 from inferwatch.lake import Lake, ObjectInfo
 from inferwatch.names import sql_valid_model
@@ -54,6 +55,19 @@ log = logging.getLogger(__name__)
 #: its Arrow view and the parsed rows all live during parsing). An object larger than this is
 #: a chunk of its own.
 CHUNK_BYTES = int(os.environ.get("INFERWATCH_INGEST_CHUNK_BYTES", 128 << 20))
+#: zstd level of the bronze and quarantine files ingest writes, read at each chunk: level 1
+#: writes with less CPU than DuckDB's default (3), its share of ingest fell in the profile of
+#: benchmarks/README.md ("Ingest at 10M"). Readers do not care which level wrote a file.
+ZSTD_LEVEL_ENV = "INFERWATCH_INGEST_ZSTD_LEVEL"
+
+
+def _parquet_options() -> str:
+    level = int(os.environ.get(ZSTD_LEVEL_ENV) or 1)
+    if not 1 <= level <= 22:
+        raise ValueError(f"{ZSTD_LEVEL_ENV} must be 1..22, not {level}")
+    return f"format parquet, compression zstd, compression_level {level}"
+
+
 #: Objects fetched and inflated ahead of the one being chunked.
 FETCH_AHEAD = 4
 
@@ -113,6 +127,8 @@ class IngestReport:
     #: many objects or lines it stopped and a few examples (the alert step turns it into an
     #: ``ingest_limits`` alert).
     limits_tripped: list[dict] = field(default_factory=list)
+    #: Wall seconds per step of ingest, summed over chunks (ingest/phases.py): what bounds it.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -139,6 +155,7 @@ def fetched_chunks(
     pool: ThreadPoolExecutor,
     limit: int = CHUNK_BYTES,
     caps: IngestLimits | None = None,
+    phases: Phases | None = None,
 ) -> Iterator[tuple[list[ObjectInfo], list[Decoded]]]:
     """Objects with their inflated lines, in chunks of at most ``limit`` inflated bytes.
 
@@ -149,6 +166,7 @@ def fetched_chunks(
     and the caps, so a re-run rewrites the same chunk files.
     """
     caps = caps or IngestLimits()
+    phases = phases or Phases()
     ahead: deque[tuple[ObjectInfo, Future]] = deque()
     todo = iter(objects)
     chunk: list[ObjectInfo] = []
@@ -156,11 +174,13 @@ def fetched_chunks(
     size = 0
     while True:
         while len(ahead) < FETCH_AHEAD and (obj := next(todo, None)) is not None:
-            ahead.append((obj, pool.submit(_fetch, lake, obj, caps)))
+            ahead.append((obj, pool.submit(_fetch, lake, obj, caps, phases)))
         if not ahead:
             break
         obj, future = ahead.popleft()
-        item = future.result()
+        # what the chunk waits for its objects: fetch and inflate run ahead in the pool
+        with phases("wait for fetch + inflate"):
+            item = future.result()
         if item is None:
             continue
         if chunk and size + len(item.text) > limit:
@@ -201,6 +221,7 @@ def ingest(
     guard = CardinalityGuard(limits.max_models_per_run, limits.max_features_per_model)
     started = time.monotonic()
     report = IngestReport(batch_id=batch_id)
+    phases = Phases()
     ingested_at = datetime.now(UTC).replace(tzinfo=None)
     logs = [o for o in objects if not is_label_key(o.key)]
     labels = [o for o in objects if is_label_key(o.key)]
@@ -208,7 +229,7 @@ def ingest(
         planned = (
             (target, chunk)
             for target, group in ((EVENTS, logs), (LABELS, labels))
-            for chunk in fetched_chunks(lake, group, pool, caps=limits)
+            for chunk in fetched_chunks(lake, group, pool, caps=limits, phases=phases)
         )
         for number, (target, (chunk, decoded)) in enumerate(planned):
             _ingest_chunk(
@@ -216,7 +237,7 @@ def ingest(
                 chunk_name=f"{number:05d}", ingested_at=ingested_at,
                 user_hash_key=user_hash_key, work_dir=work_dir, threads=threads,
                 producers=producers, target=target, memory_limit=memory_limit, guard=guard,
-                max_batch=limits.max_batch,
+                max_batch=limits.max_batch, phases=phases,
             )  # fmt: skip
             if progress:
                 progress(
@@ -225,10 +246,16 @@ def ingest(
                 )
     report.limits_tripped = _tripped(report, limits, guard)
     report.seconds = round(time.monotonic() - started, 3)
+    report.phase_seconds = phases.rounded()
+    if report.phase_seconds:
+        log.info("ingest steps (s): %s", ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in report.phase_seconds.items()))  # fmt: skip
     return report
 
 
-def _fetch(lake: Lake, obj: ObjectInfo, caps: IngestLimits) -> Decoded | None:
+def _fetch(
+    lake: Lake, obj: ObjectInfo, caps: IngestLimits, phases: Phases | None = None
+) -> Decoded | None:
     """The object's lines; None when it was deleted after it was listed (a producer's cleanup
     racing the run): it never reaches the manifest, and the next listing no longer has it.
 
@@ -244,7 +271,8 @@ def _fetch(lake: Lake, obj: ObjectInfo, caps: IngestLimits) -> Decoded | None:
         return None
     if len(data) > caps.max_object_bytes:
         return Decoded(obj.key, b"", False, limit_exceeded=OBJECT_BYTES)
-    return decompress(obj.key, data, caps.max_inflated_bytes)
+    with (phases or Phases())("inflate (fetch pool, overlaps the chunks)"):
+        return decompress(obj.key, data, caps.max_inflated_bytes)
 
 
 def _ingest_chunk(
@@ -263,7 +291,9 @@ def _ingest_chunk(
     memory_limit: str | None = None,
     guard: CardinalityGuard | None = None,
     max_batch: int | None = None,
+    phases: Phases | None = None,
 ) -> None:
+    phases = phases or Phases()
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp, duckdb.connect() as con:
         con.execute(f"set threads = {int(threads)}")
@@ -274,68 +304,39 @@ def _ingest_chunk(
             con.execute(f"set memory_limit = {sql_literal(memory_limit)}")
             # Spilling goes to the chunk's own temporary folder, removed with it.
             con.execute(f"set temp_directory = {sql_literal(str(Path(tmp) / 'spill'))}")
+        with phases("split lines"):
+            raw_lines = lines_table(decoded)
         if target is LABELS:
-            con.register("raw_lines", lines_table(decoded))
-            parse_labels(con, "raw_lines")
+            con.register("raw_lines", raw_lines)
+            with phases("parse labels"):
+                parse_labels(con, "raw_lines")
             hashes = ""
         else:
             parse_lines(
-                con, lines_table(decoded), [d.key for d in decoded], producers, user_hash_key,
-                guard=guard, max_batch=max_batch,
+                con, raw_lines, [d.key for d in decoded], producers, user_hash_key,
+                guard=guard, max_batch=max_batch, phases=phases,
             )  # fmt: skip
             hashes = "left join user_hashes using (user_id)"
         con.execute("create temp table batch_info as select ? as batch_id, ? as ingested_at",
                     [report.batch_id, ingested_at])  # fmt: skip
 
-        events = Path(tmp) / "events.parquet"
-        con.execute(f"""
-            copy (
-                select {target.columns}
-                from parsed
-                cross join batch_info
-                {hashes}
-                where not is_blank and reason is null and not is_merged
-                order by {target.order_by}
-            ) to '{events}' (format parquet, compression zstd)
-        """)
-        quarantine = Path(tmp) / "quarantine.parquet"
-        con.execute(f"""
-            copy (
-                select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at,
-                       {sql_valid_model()} as model
-                from parsed cross join batch_info
-                where reason is not null
-                order by object_key, line_number
-            ) to '{quarantine}' (format parquet, compression zstd)
-        """)
-        stats = con.execute("""
-            select object_key,
-                   count(*) as lines_read,
-                   count(*) filter (not is_blank and reason is null and not is_merged)
-                       as lines_loaded,
-                   count(*) filter (reason is not null) as lines_quarantined,
-                   count(*) filter (is_blank) as lines_blank,
-                   count(*) filter (is_merged) as lines_merged
-            from parsed group by object_key
-        """).fetchall()
-        days = (
-            []
-            if target is LABELS
-            else con.execute(
-                "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
-                "where not is_blank and reason is null and not is_merged"
-            ).fetchall()
-        )
+        events, quarantine = Path(tmp) / "events.parquet", Path(tmp) / "quarantine.parquet"
+        with phases("write bronze rows (sorted, zstd)"):
+            _write_rows(con, target, hashes, events)
+        with phases("write quarantine"):
+            _write_quarantine(con, quarantine)
+        with phases("count lines per object"):
+            stats, days = _chunk_stats(con, target)
 
         rows = _manifest_rows(chunk, decoded, stats, report.batch_id, chunk_name, ingested_at)
         manifest = Path(tmp) / "manifest.parquet"
-        pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), manifest)
-
-        # Order matters: the manifest commits the chunk, so it lands last.
-        part = f"batch={report.batch_id}/{chunk_name}.parquet"
-        lake.move_in(str(events), f"{target.rows_prefix}/{part}")
-        lake.move_in(str(quarantine), f"{target.quarantine_prefix}/{part}")
-        lake.move_in(str(manifest), f"{target.manifest_prefix}/{part}")
+        with phases("write manifest, move files into the lake"):
+            pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), manifest)
+            # Order matters: the manifest commits the chunk, so it lands last.
+            part = f"batch={report.batch_id}/{chunk_name}.parquet"
+            lake.move_in(str(events), f"{target.rows_prefix}/{part}")
+            lake.move_in(str(quarantine), f"{target.quarantine_prefix}/{part}")
+            lake.move_in(str(manifest), f"{target.manifest_prefix}/{part}")
 
     for row in rows:
         if row["limit_exceeded"]:
@@ -363,6 +364,54 @@ def _ingest_chunk(
     report.days.update(day for (day,) in days)
 
 
+def _write_rows(con: duckdb.DuckDBPyConnection, target: Target, hashes: str, path: Path) -> None:
+    con.execute(f"""
+        copy (
+            select {target.columns}
+            from parsed
+            cross join batch_info
+            {hashes}
+            where not is_blank and reason is null and not is_merged
+            order by {target.order_by}
+        ) to '{path}' ({_parquet_options()})
+    """)
+
+
+def _write_quarantine(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    con.execute(f"""
+        copy (
+            select object_key, line_number, reason, raw_line, raw_sha256, batch_id, ingested_at,
+                   {sql_valid_model()} as model
+            from parsed cross join batch_info
+            where reason is not null
+            order by object_key, line_number
+        ) to '{path}' ({_parquet_options()})
+    """)
+
+
+def _chunk_stats(con: duckdb.DuckDBPyConnection, target: Target) -> tuple[list[tuple], list]:
+    """Line counts per object (the manifest's) and the days of the loaded events."""
+    stats = con.execute("""
+        select object_key,
+               count(*) as lines_read,
+               count(*) filter (not is_blank and reason is null and not is_merged)
+                   as lines_loaded,
+               count(*) filter (reason is not null) as lines_quarantined,
+               count(*) filter (is_blank) as lines_blank,
+               count(*) filter (is_merged) as lines_merged
+        from parsed group by object_key
+    """).fetchall()
+    days = (
+        []
+        if target is LABELS
+        else con.execute(
+            "select distinct strftime(event_ts, '%Y-%m-%d') from parsed "
+            "where not is_blank and reason is null and not is_merged"
+        ).fetchall()
+    )
+    return stats, days
+
+
 def parse_lines(
     con: duckdb.DuckDBPyConnection,
     raw_lines: pa.Table,
@@ -371,20 +420,25 @@ def parse_lines(
     user_hash_key: bytes,
     guard: CardinalityGuard | None = None,
     max_batch: int | None = None,
+    phases: Phases | None = None,
 ) -> None:
     """Numbered raw lines → the temp table ``parsed`` (+ ``user_hashes``); ingest and replay
     share it so that a replayed line is judged exactly as a new one would be. ``guard``
     quarantines the lines over a run's cardinality limits (before ``settle``, so a request an
     adapter folded into a refused event shares its fate); ``max_batch`` caps the predictions of
-    a batched line (default: ``INFERWATCH_MAX_BATCH``)."""
+    a batched line (default: ``INFERWATCH_MAX_BATCH``); ``phases`` times each step."""
+    phases = phases or Phases()
     con.register("raw_lines", raw_lines)
     # Other producers' records become contract lines first (one parse path for all).
-    adapted = prepare_lines(con, keys, producers)
-    parse(con, max_batch=max_batch)
-    if guard is not None:
-        guard.apply(con)
-    settle(con, adapted)
-    _register_user_hashes(con, user_hash_key)
+    with phases("adapt other producers' records"):
+        adapted = prepare_lines(con, keys, producers)
+    parse(con, max_batch=max_batch, phases=phases)
+    with phases("cardinality caps, adapters' merges"):
+        if guard is not None:
+            guard.apply(con)
+        settle(con, adapted)
+    with phases("hash user ids"):
+        _register_user_hashes(con, user_hash_key)
 
 
 def _register_user_hashes(con: duckdb.DuckDBPyConnection, key: bytes) -> None:

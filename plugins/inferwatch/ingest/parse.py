@@ -21,6 +21,7 @@ import duckdb
 from inferwatch import names
 from inferwatch.config import IngestLimits
 from inferwatch.ingest.lines import bounded_batches
+from inferwatch.ingest.phases import Phases
 from inferwatch.ingest.pii import (
     PII_ANY_PATTERN,
     SCRUB_JSON_FUNCTION,
@@ -710,6 +711,7 @@ def parse(
     max_line_bytes: int | None = None,
     max_batch: int | None = None,
     fast: bool | None = None,
+    phases: Phases | None = None,
 ) -> int:
     """Create the temp table ``parsed`` from the relation ``source``; return how many lines the
     fast path took (``fast``: default ``INFERWATCH_INGEST_FAST_PATH``, on).
@@ -718,15 +720,24 @@ def parse(
     module's statement would; the lines it does not take go through that statement, whole."""
     from inferwatch.ingest import fast_path  # it builds on this module's pieces
 
+    phases = phases or Phases()
     con.execute("set TimeZone = 'UTC'")
     register_functions(con)
     if not (fast_path.enabled() if fast is None else fast):
-        con.execute(parse_sql(source, max_line_bytes, max_batch))
+        with phases("parse: full statement, every line"):
+            con.execute(parse_sql(source, max_line_bytes, max_batch))
         return 0
     cap = int(max_line_bytes if max_line_bytes is not None else _configured_cap())
     # ``parsed`` as the fast path fills it (every line; its own columns last), then the lines
     # it did not take replaced by what the full statement makes of them
-    con.execute(fast_path.fast_sql(source, cap))
+    with phases("parse: fast statement, every line"):
+        con.execute(fast_path.fast_sql(source, cap))
+    with phases("parse: full statement, lines the fast path left"):
+        return _parse_rejected(con, cap, max_batch)
+
+
+def _parse_rejected(con: duckdb.DuckDBPyConnection, cap: int, max_batch: int | None) -> int:
+    """Replace the rows of ``parsed`` the fast path did not take by the full statement's."""
     # Arrow batches bounded in bytes, as ingest hands them (lines.bounded_batches): every JSON
     # parse holds its whole vector, so a vector of long lines could outgrow the memory limit;
     # and a filtered scan of ``parsed`` would hand the full statement, which pays per vector,
