@@ -98,6 +98,7 @@ hourly as (
         count(*) filter (
             where prompt_tokens is not null or completion_tokens is not null
         ) as events_with_tokens,
+        sum(try_cast(latency_ms as decimal(38, 9))) as latency_sum_ms,
         ---------- cost (exact decimals)
         sum(reported_cost_usd) as cost_reported_usd,
         sum(estimated_cost_usd) as cost_estimated_usd,

@@ -1,7 +1,6 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_hours, read when incremental)
 {{ config(**incremental_by_hour('event_hour', 'event_day')) }}
 
-{%- set fields = ['git_commit', 'training_data_hash', 'deployed_at', 'training_metrics', 'params'] %}
 
 -- The mergeable partial aggregate of mart_model_lineage's embedded lineage: per model version,
 -- UTC hour and git commit its events claimed, the newest value of each model_metadata field
@@ -49,17 +48,38 @@ hourly as (
         event_hour,
         git_commit,
         ---------- the newest value of each field (git_commit: the grain's), and its event
-        {%- for field in fields %}
-        {%- if field != 'git_commit' %}
-        {{ arg_max(field, ['event_ts', 'event_id']) }} filter (
-            where {{ field }} is not null
-        ) as {{ field }},
-        {%- endif %}
-        max(event_ts) filter (where {{ field }} is not null) as {{ field }}_event_ts,
+        max(event_ts) filter (where git_commit is not null) as git_commit_event_ts,
         {{ arg_max('event_id', ['event_ts', 'event_id']) }} filter (
-            where {{ field }} is not null
-        ) as {{ field }}_event_id{{ "," if not loop.last }}
-        {%- endfor %}
+            where git_commit is not null
+        ) as git_commit_event_id,
+        {{ arg_max('training_data_hash', ['event_ts', 'event_id']) }} filter (
+            where training_data_hash is not null
+        ) as training_data_hash,
+        max(event_ts) filter (where training_data_hash is not null) as training_data_hash_event_ts,
+        {{ arg_max('event_id', ['event_ts', 'event_id']) }} filter (
+            where training_data_hash is not null
+        ) as training_data_hash_event_id,
+        {{ arg_max('deployed_at', ['event_ts', 'event_id']) }} filter (
+            where deployed_at is not null
+        ) as deployed_at,
+        max(event_ts) filter (where deployed_at is not null) as deployed_at_event_ts,
+        {{ arg_max('event_id', ['event_ts', 'event_id']) }} filter (
+            where deployed_at is not null
+        ) as deployed_at_event_id,
+        {{ arg_max('training_metrics', ['event_ts', 'event_id']) }} filter (
+            where training_metrics is not null
+        ) as training_metrics,
+        max(event_ts) filter (where training_metrics is not null) as training_metrics_event_ts,
+        {{ arg_max('event_id', ['event_ts', 'event_id']) }} filter (
+            where training_metrics is not null
+        ) as training_metrics_event_id,
+        {{ arg_max('params', ['event_ts', 'event_id']) }} filter (
+            where params is not null
+        ) as params,
+        max(event_ts) filter (where params is not null) as params_event_ts,
+        {{ arg_max('event_id', ['event_ts', 'event_id']) }} filter (
+            where params is not null
+        ) as params_event_id
     from embedded_fields
     group by model, model_version, event_day, event_hour, git_commit
 

@@ -49,7 +49,7 @@ daily_usage as (
         cast(sum(predictions) as bigint) as predictions,
         cast(sum(errors) as bigint) as errors,
         ---------- latency (exact within the day)
-        sum(try_cast(latency_ms as decimal(38, 9)) * requests) as latency_sum_exact,
+        sum(latency_sum_ms) as latency_sum_exact,
         sum(requests) filter (where latency_ms is not null) as latency_events,
         ---------- tokens
         cast(sum(prompt_tokens) as bigint) as prompt_tokens,

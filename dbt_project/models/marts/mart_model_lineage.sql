@@ -4,7 +4,6 @@
 -- no traffic. Small output, rebuilt whole, but from the hourly partial aggregates
 -- (int_client_usage_hourly, int_model_metadata_hourly), never from the events: its cost
 -- follows the versions' hours and latency values, not their events.
-{%- set fields = ['git_commit', 'training_data_hash', 'deployed_at', 'training_metrics', 'params'] %}
 with usage as (
 
     select * from {{ ref('int_client_usage_hourly') }}
@@ -70,11 +69,23 @@ embedded as (
     select
         model,
         model_version,
-        {%- for field in fields %}
-        {{ arg_max(field, [field ~ '_event_ts', field ~ '_event_id']) }} filter (
-            where {{ field }} is not null
-        ) as {{ field }},
-        {%- endfor %}
+        {{ arg_max('git_commit', ['git_commit_event_ts', 'git_commit_event_id']) }} filter (
+            where git_commit is not null
+        ) as git_commit,
+        {{ arg_max(
+            'training_data_hash', ['training_data_hash_event_ts', 'training_data_hash_event_id']
+        ) }} filter (
+            where training_data_hash is not null
+        ) as training_data_hash,
+        {{ arg_max('deployed_at', ['deployed_at_event_ts', 'deployed_at_event_id']) }} filter (
+            where deployed_at is not null
+        ) as deployed_at,
+        {{ arg_max('training_metrics', ['training_metrics_event_ts', 'training_metrics_event_id']) }} filter (
+            where training_metrics is not null
+        ) as training_metrics,
+        {{ arg_max('params', ['params_event_ts', 'params_event_id']) }} filter (
+            where params is not null
+        ) as params,
         count(distinct git_commit) as embedded_git_commits
     from metadata
     group by model, model_version

@@ -80,9 +80,9 @@ samples as (
         {{ canonical_json_object('input_features') }} as input_canonical
     from {{ ref('fct_inferences') }}
     where event_id in (select sample_event_id from top_repeats)
-    {% if is_incremental() %}
-        and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
-    {% endif %}
+        {% if is_incremental() %}
+            and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+        {% endif %}
 
 ),
 
