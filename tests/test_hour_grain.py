@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import subprocess
 import tarfile
 from datetime import UTC, datetime
@@ -25,7 +26,17 @@ from test_incremental_equals_full import assert_same, tables
 #: The models whose work follows the hour, and what they read (dbt selection, upstream included).
 HOUR_GRAIN = (
     "+mart_inference_hourly +mart_errors_hourly +mart_resource_usage_hourly "
-    "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily"
+    "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily "
+    "+mart_repeated_inputs_daily +mart_client_usage_daily +mart_model_lineage"
+)
+
+#: The hourly partial aggregates the day-grain usage marts are merged from (issue 20): each
+#: rebuilds only the hours new events touch.
+HOURLY_PARTIALS = (
+    "int_input_repeats_hourly",
+    "int_client_usage_hourly",
+    "int_client_users_hourly",
+    "int_model_metadata_hourly",
 )
 
 #: The last commit whose dbt project rebuilt every touched day (before hour grain).
@@ -57,14 +68,41 @@ def rewrite_shorter(lake: Lake, key: str, keep: int) -> None:
     lake.write_bytes(key, gzip.compress(kept) if zipped else kept)
 
 
-def watermarks_by_hour(warehouse: Path) -> dict[str, set]:
+def plant_repeated_inputs(lake: Lake, hours: list[str]) -> None:
+    """One more object per hour of the same few inputs sent again and again (the simulation
+    repeats none in three hours): within an hour and across hours, in both key orders, by a few
+    users, with ties in the counts and more inputs than the top 10 keeps."""
+    base_key = next(o.key for o in lake.list("raw/support_llm/") if o.key.endswith(".jsonl"))
+    base = json.loads(lake.read_bytes(base_key).splitlines()[0])
+    for number, hour in enumerate(hours):
+        day, hh = hour.split(" ")
+        lines = []
+        for item in range(14):
+            features = {"prompt_chars": 100 + item, "language": "en", "channel": "web"}
+            features["intent"] = ["billing", "other"][item % 2]
+            for copy in range(1 + (item + number) % 3):
+                event = base | {
+                    "event_id": f"planted-{hour}-{item}-{copy}",
+                    "timestamp": f"{day}T{hh}:{10 + item:02d}:{copy:02d}.000Z",
+                    "user_id": f"u-9{(item + copy) % 4:05d}",
+                    "input_features": dict(reversed(features.items())) if copy % 2 else features,
+                }
+                lines.append(json.dumps(event))
+        key = f"raw/support_llm/{day.replace('-', '/')}/{hh}/part-7.jsonl"
+        lake.write_bytes(key, ("\n".join(lines) + "\n").encode())
+
+
+def watermarks_by_hour(warehouse: Path) -> dict[str, dict[str, set]]:
+    """Per hourly table, its hours' watermarks (the build that wrote each hour's rows)."""
+    hour_columns = {"mart_inference_hourly": "hour"} | dict.fromkeys(HOURLY_PARTIALS, "event_hour")
+    out: dict[str, dict[str, set]] = {}
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        rows = con.sql(
-            "select strftime(hour, '%Y-%m-%d %H'), source_watermark from mart_inference_hourly"
-        ).fetchall()
-    out: dict[str, set] = {}
-    for hour, watermark in rows:
-        out.setdefault(hour, set()).add(watermark)
+        for table, column in hour_columns.items():
+            rows = con.sql(
+                f"select strftime({column}, '%Y-%m-%d %H'), source_watermark from {table}"
+            ).fetchall()
+            for hour, watermark in rows:
+                out.setdefault(table, {}).setdefault(hour, set()).add(watermark)
     return out
 
 
@@ -106,9 +144,10 @@ def three_hours(tmp_path_factory, day_grain_project):
         objects_per_hour=2,
     )
     lake = Lake(str(root / "lake"))
+    hours = ["2025-05-01 22", "2025-05-01 23", "2025-05-02 00"]
+    plant_repeated_inputs(lake, hours)
     objects = discover(lake)
-    hours = sorted({hour_of(o.key) for o in objects})
-    assert hours == ["2025-05-01 22", "2025-05-01 23", "2025-05-02 00"]
+    assert sorted({hour_of(o.key) for o in objects}) == hours
     first, second, third = ([o for o in objects if hour_of(o.key) == h] for h in hours)
     late = first[0]
     rewritten = second[0].key
@@ -162,6 +201,9 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
         "mart_latency_daily",
         "mart_feature_distribution_daily",
         "mart_drift_daily",
+        "mart_repeated_inputs_daily",
+        "mart_client_usage_daily",
+        "mart_model_lineage",
     }
     assert set(incremental) == set(rebuilt)
     for name in incremental:
@@ -169,8 +211,10 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
         assert_same(incremental[name], rebuilt[name], name)
 
 
-def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours):
-    before, after = three_hours["before"], three_hours["after"]
+@pytest.mark.parametrize("table", ["mart_inference_hourly", *HOURLY_PARTIALS])
+def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours, table):
+    before, after = three_hours["before"].get(table), three_hours["after"].get(table)
+    assert before is not None, f"{table} was not built"
     touched = three_hours["hour_of_late"]
     assert set(before) == set(after) == {"2025-05-01 22", "2025-05-01 23", "2025-05-02 00"}
     # the touched hour's rows were rebuilt, with the new watermark ...

@@ -8,17 +8,25 @@
 -- counts one per element), errors, latency, users, tokens and cost. Cost is the event's own
 -- usage.cost_usd when it has one, else its tokens at the model's price (seed model_prices).
 -- Latency and cost are summed as exact decimals, so the figures do not depend on row order (a
--- day-by-day build equals a full one bit for bit). Incremental by UTC day, like
--- mart_inference_hourly.
-with events as (
+-- day-by-day build equals a full one). Incremental by UTC day: a touched day is merged from
+-- its hours' partial aggregates (int_client_usage_hourly: counts, tokens, cost and events per
+-- latency value, for the exact p95; int_client_users_hourly: events per user and country, for
+-- exact distinct users and the top country), not read again from the events.
+with usage as (
 
-    {{ events_of_touched_days() }}
+    select * from {{ ref('int_client_usage_hourly') }}
+    {% if is_incremental() %}
+        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+    {% endif %}
 
 ),
 
-prices as (
+users as (
 
-    select * from {{ ref('model_prices') }}
+    select * from {{ ref('int_client_users_hourly') }}
+    {% if is_incremental() %}
+        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+    {% endif %}
 
 ),
 
@@ -28,56 +36,7 @@ watermark as (
 
 ),
 
-usage_fields as (
-
-    select
-        coalesce(events.client_id, 'unknown') as client_id,
-        coalesce(events.endpoint, 'unknown') as endpoint,
-        events.model,
-        events.event_day,
-        events.status,
-        events.predictions,
-        events.latency_ms,
-        try_cast(events.latency_ms as decimal(38, 9)) as latency_ms_exact,
-        events.user_hash,
-        events.geo_country,
-        -- OpenAI chat names first, then the Responses API's input/output names
-        coalesce(
-            try_cast({{ json_text('events.usage', 'prompt_tokens') }} as bigint),
-            try_cast({{ json_text('events.usage', 'input_tokens') }} as bigint)
-        ) as prompt_tokens,
-        coalesce(
-            try_cast({{ json_text('events.usage', 'completion_tokens') }} as bigint),
-            try_cast({{ json_text('events.usage', 'output_tokens') }} as bigint)
-        ) as completion_tokens,
-        try_cast(
-            try_cast({{ json_text('events.usage', 'cost_usd') }} as double) as decimal(38, 18)
-        ) as reported_cost_usd,
-        prices.prompt_usd_per_1k_tokens,
-        prices.completion_usd_per_1k_tokens
-    from events
-    left join prices on events.model = prices.model
-
-),
-
-costed as (
-
-    select
-        *,
-        case
-            when reported_cost_usd is null
-                and (prompt_tokens is not null or completion_tokens is not null)
-                then try_cast(
-                        coalesce(prompt_tokens, 0) / 1000 * prompt_usd_per_1k_tokens
-                        + coalesce(completion_tokens, 0) / 1000 * completion_usd_per_1k_tokens
-                        as decimal(38, 18)
-                    )
-        end as estimated_cost_usd
-    from usage_fields
-
-),
-
-daily as (
+daily_usage as (
 
     select
         ---------- grain
@@ -86,26 +45,68 @@ daily as (
         model,
         event_day,
         ---------- traffic
-        count(*) as requests,
+        cast(sum(requests) as bigint) as requests,
         cast(sum(predictions) as bigint) as predictions,
-        count(*) filter (where status = 'error') as errors,
-        count(distinct user_hash) as distinct_users,
+        cast(sum(errors) as bigint) as errors,
         ---------- latency (exact within the day)
-        avg(latency_ms_exact) as latency_mean_ms,
-        {{ quantile('latency_ms', 0.95) }} as latency_p95_ms,
+        sum(latency_sum_ms) as latency_sum_exact,
+        sum(requests) filter (where latency_ms is not null) as latency_events,
         ---------- tokens
         cast(sum(prompt_tokens) as bigint) as prompt_tokens,
         cast(sum(completion_tokens) as bigint) as completion_tokens,
-        count(*) filter (
-            where prompt_tokens is not null or completion_tokens is not null
-        ) as events_with_tokens,
+        cast(sum(events_with_tokens) as bigint) as events_with_tokens,
         ---------- cost
-        sum(reported_cost_usd) as cost_reported_usd,
-        sum(estimated_cost_usd) as cost_estimated_usd,
-        count(reported_cost_usd) as events_cost_reported,
-        count(estimated_cost_usd) as events_cost_estimated
-    from costed
+        sum(cost_reported_usd) as cost_reported_usd,
+        sum(cost_estimated_usd) as cost_estimated_usd,
+        cast(sum(events_cost_reported) as bigint) as events_cost_reported,
+        cast(sum(events_cost_estimated) as bigint) as events_cost_estimated
+    from usage
     group by client_id, endpoint, model, event_day
+
+),
+
+latency_p95 as (
+
+    {{ quantile_of_counts(
+        'usage', ['client_id', 'endpoint', 'model', 'event_day'], 'latency_ms', 'requests',
+        0.95, 'latency_p95_ms'
+    ) }}
+
+),
+
+daily_users as (
+
+    select
+        client_id,
+        endpoint,
+        model,
+        event_day,
+        count(distinct user_hash) as distinct_users
+    from users
+    group by client_id, endpoint, model, event_day
+
+),
+
+daily as (
+
+    select
+        daily_usage.*,
+        cast(
+            daily_usage.latency_sum_exact / daily_usage.latency_events as double
+        ) as latency_mean_ms,
+        latency_p95.latency_p95_ms,
+        daily_users.distinct_users
+    from daily_usage
+    left join latency_p95
+        on daily_usage.client_id = latency_p95.client_id
+            and daily_usage.endpoint = latency_p95.endpoint
+            and daily_usage.model = latency_p95.model
+            and daily_usage.event_day = latency_p95.event_day
+    inner join daily_users
+        on daily_usage.client_id = daily_users.client_id
+            and daily_usage.endpoint = daily_users.endpoint
+            and daily_usage.model = daily_users.model
+            and daily_usage.event_day = daily_users.event_day
 
 ),
 
@@ -117,8 +118,8 @@ country_counts as (
         model,
         event_day,
         geo_country,
-        count(*) as country_requests
-    from costed
+        sum(requests) as country_requests
+    from users
     where geo_country is not null
     group by client_id, endpoint, model, event_day, geo_country
 
@@ -144,7 +145,7 @@ top_country as (
         model,
         event_day,
         geo_country as top_country,
-        country_requests as top_country_requests
+        cast(country_requests as bigint) as top_country_requests
     from ranked_countries
     where country_rank = 1
 

@@ -1,10 +1,18 @@
 -- One row per model version: where it came from (registry first, else the metadata embedded
 -- in its events, newest value per field), how it has served over its whole life, and its
 -- drift on the latest day drift was measured. Versions known only to the registry appear with
--- no traffic. Small output, rebuilt whole.
-with events as (
+-- no traffic. Small output, rebuilt whole, but from the hourly partial aggregates
+-- (int_client_usage_hourly, int_model_metadata_hourly), never from the events: its cost
+-- follows the versions' hours and latency values, not their events.
+with usage as (
 
-    select * from {{ ref('fct_inferences') }}
+    select * from {{ ref('int_client_usage_hourly') }}
+
+),
+
+metadata as (
+
+    select * from {{ ref('int_model_metadata_hourly') }}
 
 ),
 
@@ -20,59 +28,66 @@ drift as (
 
 ),
 
-traffic as (
+traffic_counts as (
 
     select
         model,
         model_version,
-        min(event_ts) as first_seen,
-        max(event_ts) as last_seen,
-        count(*) as requests,
+        min(first_seen) as first_seen,
+        max(last_seen) as last_seen,
+        cast(sum(requests) as bigint) as requests,
         sum(predictions) as predictions,
-        count(*) filter (where status = 'error') as errors,
-        {{ quantile('latency_ms', 0.95) }} as latency_p95_ms
-    from events
+        cast(sum(errors) as bigint) as errors
+    from usage
     group by model, model_version
 
 ),
 
-embedded_fields as (
+latency_p95 as (
+
+    {{ quantile_of_counts(
+        'usage', ['model', 'model_version'], 'latency_ms', 'requests', 0.95, 'latency_p95_ms'
+    ) }}
+
+),
+
+traffic as (
 
     select
-        model,
-        model_version,
-        event_ts,
-        event_id,
-        {{ json_text('model_metadata', 'git_commit') }} as git_commit,
-        {{ json_text('model_metadata', 'training_data_hash') }} as training_data_hash,
-        {{ try_utc_timestamp(json_text('model_metadata', 'deployed_at')) }} as deployed_at,
-        {{ json_member('model_metadata', 'training_metrics') }} as training_metrics,
-        {{ json_member('model_metadata', 'params') }} as params
-    from events
-    where model_metadata is not null
+        traffic_counts.*,
+        latency_p95.latency_p95_ms
+    from traffic_counts
+    left join latency_p95
+        on traffic_counts.model = latency_p95.model
+            and traffic_counts.model_version = latency_p95.model_version
 
 ),
 
 embedded as (
 
+    -- a field's newest value over the version's hours: the hour row with its newest event
     select
         model,
         model_version,
-        {{ arg_max('git_commit', ['event_ts', 'event_id']) }} filter (
+        {{ arg_max('git_commit', ['git_commit_event_ts', 'git_commit_event_id']) }} filter (
             where git_commit is not null
         ) as git_commit,
-        {{ arg_max('training_data_hash', ['event_ts', 'event_id']) }} filter (
+        {{ arg_max(
+            'training_data_hash', ['training_data_hash_event_ts', 'training_data_hash_event_id']
+        ) }} filter (
             where training_data_hash is not null
         ) as training_data_hash,
-        {{ arg_max('deployed_at', ['event_ts', 'event_id']) }} filter (
+        {{ arg_max('deployed_at', ['deployed_at_event_ts', 'deployed_at_event_id']) }} filter (
             where deployed_at is not null
         ) as deployed_at,
-        {{ arg_max('training_metrics', ['event_ts', 'event_id']) }} filter (
+        {{ arg_max('training_metrics', ['training_metrics_event_ts', 'training_metrics_event_id']) }} filter (
             where training_metrics is not null
         ) as training_metrics,
-        {{ arg_max('params', ['event_ts', 'event_id']) }} filter (where params is not null) as params,
+        {{ arg_max('params', ['params_event_ts', 'params_event_id']) }} filter (
+            where params is not null
+        ) as params,
         count(distinct git_commit) as embedded_git_commits
-    from embedded_fields
+    from metadata
     group by model, model_version
 
 ),

@@ -5,10 +5,15 @@
 {%- set min_repeats = var('repeated_inputs_min_repeats', 2) -%}
 
 -- Misuse patterns: per client and UTC day, the inputs sent most often (identical scrubbed
--- input_features, top-level key order ignored), top N kept. Incremental by UTC day.
-with events as (
+-- input_features, top-level key order ignored), top N kept. Incremental by UTC day: a touched
+-- day is merged from its hours' partial aggregates (int_input_repeats_hourly, which hashed
+-- each event's input once, when its hour was built); only the kept inputs' text is read back.
+with partials as (
 
-    {{ events_of_touched_days() }}
+    select * from {{ ref('int_input_repeats_hourly') }}
+    {% if is_incremental() %}
+        where event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+    {% endif %}
 
 ),
 
@@ -18,87 +23,14 @@ watermark as (
 
 ),
 
-inputs as (
-
-    select
-        coalesce(client_id, 'unknown') as client_id,
-        event_day,
-        model,
-        user_hash,
-        event_ts,
-        input_features
-    from events
-
-),
-
 client_days as (
 
     select
         client_id,
         event_day,
-        count(*) as client_day_requests
-    from inputs
+        cast(sum(events) as bigint) as client_day_requests
+    from partials
     group by client_id, event_day
-
-),
-
--- Most inputs are sent once. An order-independent fingerprint (a sum of the entries' hashes)
--- is far cheaper than the sorted text below and equal whenever that text is, so only inputs
--- whose fingerprint repeats are spelled out. Inputs that are not JSON objects have no entries
--- (and no text): they are left out here.
-entry_hashes as (
-
-    select
-        *,
-        {{ json_entry_hashes('input_features') }} as entry_hashes
-    from inputs
-
-),
-
-fingerprinted as (
-
-    select
-        client_id,
-        event_day,
-        model,
-        user_hash,
-        event_ts,
-        input_features,
-        {{ hash_sum('entry_hashes') }} as input_fingerprint
-    from entry_hashes
-    where entry_hashes is not null
-
-),
-
-repeated_fingerprints as (
-
-    select
-        client_id,
-        event_day,
-        model,
-        input_fingerprint
-    from fingerprinted
-    group by client_id, event_day, model, input_fingerprint
-    having count(*) >= {{ min_repeats }}
-
-),
-
-canonical as (
-
-    select
-        fingerprinted.client_id,
-        fingerprinted.event_day,
-        fingerprinted.model,
-        fingerprinted.user_hash,
-        fingerprinted.event_ts,
-        -- keys sorted, values as DuckDB writes JSON: the same input whatever the key order
-        {{ canonical_json_object('fingerprinted.input_features') }} as input_canonical
-    from fingerprinted
-    inner join repeated_fingerprints  -- one row per fingerprint: a semi-join
-        on fingerprinted.client_id = repeated_fingerprints.client_id
-            and fingerprinted.event_day = repeated_fingerprints.event_day
-            and fingerprinted.model = repeated_fingerprints.model
-            and fingerprinted.input_fingerprint = repeated_fingerprints.input_fingerprint
 
 ),
 
@@ -108,15 +40,16 @@ repeats as (
         client_id,
         event_day,
         model,
-        input_canonical,
-        {{ sha256_hex('input_canonical') }} as input_hash,
-        count(*) as repeats,
+        input_hash,
+        cast(sum(events) as bigint) as repeats,
         count(distinct user_hash) as distinct_users,
-        min(event_ts) as first_seen,
-        max(event_ts) as last_seen
-    from canonical  -- never null: fingerprinted keeps JSON objects only
-    group by client_id, event_day, model, input_canonical
-    having count(*) >= {{ min_repeats }}
+        min(first_seen) as first_seen,
+        max(last_seen) as last_seen,
+        min(sample_event_id) as sample_event_id
+    from partials
+    where input_hash is not null
+    group by client_id, event_day, model, input_hash
+    having sum(events) >= {{ min_repeats }}
 
 ),
 
@@ -139,6 +72,20 @@ top_repeats as (
 
 ),
 
+-- the text of each kept input, from one of its events (the day's other events are not read)
+samples as (
+
+    select
+        event_id,
+        {{ canonical_json_object('input_features') }} as input_canonical
+    from {{ ref('fct_inferences') }}
+    where event_id in (select sample_event_id from top_repeats)
+        {% if is_incremental() %}
+            and event_day in ({{ touched_days(this, ref('fct_inferences')) }})
+        {% endif %}
+
+),
+
 final as (
 
     select
@@ -149,7 +96,7 @@ final as (
         ---------- the input
         top_repeats.model,
         top_repeats.input_hash,
-        top_repeats.input_canonical as input_features,
+        samples.input_canonical as input_features,
         ---------- how often
         top_repeats.repeats,
         client_days.client_day_requests,
@@ -162,6 +109,8 @@ final as (
     inner join client_days
         on top_repeats.client_id = client_days.client_id
             and top_repeats.event_day = client_days.event_day
+    inner join samples
+        on top_repeats.sample_event_id = samples.event_id
     cross join watermark
 
 )
