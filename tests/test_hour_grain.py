@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import subprocess
 import tarfile
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from test_incremental_equals_full import assert_same, tables
 HOUR_GRAIN = (
     "+mart_inference_hourly +mart_errors_hourly +mart_resource_usage_hourly "
     "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily"
+    " +mart_fairness_daily +mart_model_performance_daily +mart_model_performance_class_daily"
 )
 
 #: The last commit whose dbt project rebuilt every touched day (before hour grain).
@@ -48,6 +50,28 @@ def ingest(settings, lake, objects, run_id: str) -> None:
     pipeline.ingest(settings, lake, [o.__dict__ for o in objects], run_id)
 
 
+def label_predictions_of(lake: Lake, warehouse: Path, hour: str) -> int:
+    """A label object for 12 built predictions of `hour` (late ground truth): every third one
+    wrong. Returns how many."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql(
+            "select event_id, prediction from fct_inferences where prediction is not null "
+            f"and strftime(event_ts, '%Y-%m-%d %H') = '{hour}' order by event_id limit 12"
+        ).fetchall()
+    lines = [
+        json.dumps(
+            {
+                "event_id": event_id,
+                "label": prediction if number % 3 else f"not-{prediction}",
+                "labeled_at": "2025-05-02T02:00:00Z",
+            }
+        )
+        for number, (event_id, prediction) in enumerate(rows)
+    ]
+    lake.write_bytes("labels/2025/05/02/part-0.jsonl", ("\n".join(lines) + "\n").encode())
+    return len(rows)
+
+
 def rewrite_shorter(lake: Lake, key: str, keep: int) -> None:
     """The object written again with only its first `keep` lines (a new version drops events)."""
     data = lake.read_bytes(key)
@@ -57,10 +81,10 @@ def rewrite_shorter(lake: Lake, key: str, keep: int) -> None:
     lake.write_bytes(key, gzip.compress(kept) if zipped else kept)
 
 
-def watermarks_by_hour(warehouse: Path) -> dict[str, set]:
+def watermarks_by_hour(warehouse: Path, table: str = "mart_inference_hourly") -> dict[str, set]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         rows = con.sql(
-            "select strftime(hour, '%Y-%m-%d %H'), source_watermark from mart_inference_hourly"
+            f"select strftime(hour, '%Y-%m-%d %H'), source_watermark from {table}"
         ).fetchall()
     out: dict[str, set] = {}
     for hour, watermark in rows:
@@ -131,6 +155,12 @@ def three_hours(tmp_path_factory, day_grain_project):
     ingest(incremental, lake, [late], "late")
     build(incremental, lake)
     after = watermarks_by_hour(incremental.warehouse_path)
+    # late ground truth for predictions of hour 22, built long before
+    fairness_before = watermarks_by_hour(incremental.warehouse_path, "int_fairness_counts_hourly")
+    assert label_predictions_of(lake, incremental.warehouse_path, hours[0]) == 12
+    ingest(incremental, lake, discover(lake), "labels")
+    build(incremental, lake)
+    fairness_after = watermarks_by_hour(incremental.warehouse_path, "int_fairness_counts_hourly")
     rewrite_shorter(lake, rewritten, keep=3)
     ingest(incremental, lake, [o for o in discover(lake) if o.key == rewritten], "rewrite")
     build(incremental, lake)
@@ -148,6 +178,9 @@ def three_hours(tmp_path_factory, day_grain_project):
         "before": before,
         "after": after,
         "hour_of_late": hour_of(late.key),
+        "fairness_before": fairness_before,
+        "fairness_after": fairness_after,
+        "labelled_hour": hours[0],
     }
 
 
@@ -162,6 +195,9 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
         "mart_latency_daily",
         "mart_feature_distribution_daily",
         "mart_drift_daily",
+        "mart_fairness_daily",
+        "mart_model_performance_daily",
+        "mart_model_performance_class_daily",
     }
     assert set(incremental) == set(rebuilt)
     for name in incremental:
@@ -179,6 +215,19 @@ def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours):
     # ... and every other hour, the other hour of the same day included, was left as it was
     for hour in set(before) - {touched}:
         assert after[hour] == before[hour], hour
+
+
+def test_late_labels_recount_only_their_prediction_hours(three_hours):
+    """Labels arriving for an hour already built recount that hour's partial aggregates (and so
+    the figures of its day) and leave every other hour's as they were."""
+    before, after = three_hours["fairness_before"], three_hours["fairness_after"]
+    labelled = three_hours["labelled_hour"]
+    assert set(before) == set(after) == {"2025-05-01 22", "2025-05-01 23", "2025-05-02 00"}
+    assert len(after[labelled]) == 1 and after[labelled] != before[labelled]
+    for hour in set(before) - {labelled}:
+        assert after[hour] == before[hour], hour
+    performance = three_hours["incremental"]["mart_model_performance_daily"]
+    assert performance["labelled_predictions"].sum() >= 12
 
 
 def test_a_day_grain_data_dir_upgrades_in_place(three_hours):
