@@ -28,6 +28,7 @@ HOUR_GRAIN = (
     "+mart_inference_hourly +mart_errors_hourly +mart_resource_usage_hourly "
     "+mart_latency_buckets_hourly +mart_latency_daily +mart_drift_daily "
     "+mart_repeated_inputs_daily +mart_client_usage_daily +mart_model_lineage"
+    " +mart_fairness_daily +mart_model_performance_daily +mart_model_performance_class_daily"
 )
 
 #: The hourly partial aggregates the day-grain usage marts are merged from (issue 20): each
@@ -57,6 +58,28 @@ def build(settings, lake, *, full_refresh: bool = False) -> None:
 
 def ingest(settings, lake, objects, run_id: str) -> None:
     pipeline.ingest(settings, lake, [o.__dict__ for o in objects], run_id)
+
+
+def label_predictions_of(lake: Lake, warehouse: Path, hour: str) -> int:
+    """A label object for 12 built predictions of `hour` (late ground truth): every third one
+    wrong. Returns how many."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql(
+            "select event_id, prediction from fct_inferences where prediction is not null "
+            f"and strftime(event_ts, '%Y-%m-%d %H') = '{hour}' order by event_id limit 12"
+        ).fetchall()
+    lines = [
+        json.dumps(
+            {
+                "event_id": event_id,
+                "label": prediction if number % 3 else f"not-{prediction}",
+                "labeled_at": "2025-05-02T02:00:00Z",
+            }
+        )
+        for number, (event_id, prediction) in enumerate(rows)
+    ]
+    lake.write_bytes("labels/2025/05/02/part-0.jsonl", ("\n".join(lines) + "\n").encode())
+    return len(rows)
 
 
 def rewrite_shorter(lake: Lake, key: str, keep: int) -> None:
@@ -103,6 +126,18 @@ def watermarks_by_hour(warehouse: Path) -> dict[str, dict[str, set]]:
             ).fetchall()
             for hour, watermark in rows:
                 out.setdefault(table, {}).setdefault(hour, set()).add(watermark)
+    return out
+
+
+def hour_watermarks(warehouse: Path, table: str) -> dict[str, set]:
+    """One table's hours and their watermarks."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.sql(
+            f"select strftime(hour, '%Y-%m-%d %H'), source_watermark from {table}"
+        ).fetchall()
+    out: dict[str, set] = {}
+    for hour, watermark in rows:
+        out.setdefault(hour, set()).add(watermark)
     return out
 
 
@@ -170,6 +205,12 @@ def three_hours(tmp_path_factory, day_grain_project):
     ingest(incremental, lake, [late], "late")
     build(incremental, lake)
     after = watermarks_by_hour(incremental.warehouse_path)
+    # late ground truth for predictions of hour 22, built long before
+    fairness_before = hour_watermarks(incremental.warehouse_path, "int_fairness_counts_hourly")
+    assert label_predictions_of(lake, incremental.warehouse_path, hours[0]) == 12
+    ingest(incremental, lake, discover(lake), "labels")
+    build(incremental, lake)
+    fairness_after = hour_watermarks(incremental.warehouse_path, "int_fairness_counts_hourly")
     rewrite_shorter(lake, rewritten, keep=3)
     ingest(incremental, lake, [o for o in discover(lake) if o.key == rewritten], "rewrite")
     build(incremental, lake)
@@ -187,6 +228,9 @@ def three_hours(tmp_path_factory, day_grain_project):
         "before": before,
         "after": after,
         "hour_of_late": hour_of(late.key),
+        "fairness_before": fairness_before,
+        "fairness_after": fairness_after,
+        "labelled_hour": hours[0],
     }
 
 
@@ -204,6 +248,9 @@ def test_hour_and_sub_hour_batches_equal_full_rebuild(three_hours):
         "mart_repeated_inputs_daily",
         "mart_client_usage_daily",
         "mart_model_lineage",
+        "mart_fairness_daily",
+        "mart_model_performance_daily",
+        "mart_model_performance_class_daily",
     }
     assert set(incremental) == set(rebuilt)
     for name in incremental:
@@ -223,6 +270,19 @@ def test_an_hour_of_new_events_rebuilds_only_that_hour(three_hours, table):
     # ... and every other hour, the other hour of the same day included, was left as it was
     for hour in set(before) - {touched}:
         assert after[hour] == before[hour], hour
+
+
+def test_late_labels_recount_only_their_prediction_hours(three_hours):
+    """Labels arriving for an hour already built recount that hour's partial aggregates (and so
+    the figures of its day) and leave every other hour's as they were."""
+    before, after = three_hours["fairness_before"], three_hours["fairness_after"]
+    labelled = three_hours["labelled_hour"]
+    assert set(before) == set(after) == {"2025-05-01 22", "2025-05-01 23", "2025-05-02 00"}
+    assert len(after[labelled]) == 1 and after[labelled] != before[labelled]
+    for hour in set(before) - {labelled}:
+        assert after[hour] == before[hour], hour
+    performance = three_hours["incremental"]["mart_model_performance_daily"]
+    assert performance["labelled_predictions"].sum() >= 12
 
 
 def test_a_day_grain_data_dir_upgrades_in_place(three_hours):

@@ -30,6 +30,22 @@
 {% endmacro %}
 
 
+{# The watermark a labelled model stores in every row it builds: every event and label ingested
+   so far is in this build (see touched_prediction_days, touched_prediction_hours). #}
+{% macro events_and_labels_watermark() %}
+    select
+        greatest(
+            coalesce(
+                (select max(ingested_at) from {{ ref('fct_inferences') }}), timestamp '1970-01-01'
+            ),
+            coalesce(
+                (select max(ingested_at) from {{ ref('stg_bronze__labels') }}),
+                timestamp '1970-01-01'
+            )
+        ) as source_watermark
+{% endmacro %}
+
+
 {# How fct_inferences grows. DuckDB: the events ingested since the last build are inserted
    (delete+insert by event_id) and a post-hook deletes rows a rewritten object dropped. Spark's
    Parquet tables cannot delete rows: the build rewrites whole day partitions (insert_overwrite)
@@ -130,6 +146,30 @@
     where label_ingested_at > (
         select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
     )
+{% endmacro %}
+
+
+{# The prediction hours a labelled partial aggregate rebuilds (touched_prediction_days at hour
+   grain): the touched hours of the events, and the hours whose predictions received labels
+   since `relation` was last built (late ground truth). #}
+{% macro touched_prediction_hours(relation) %}
+    {{ touched_hours(relation, ref('fct_inferences')) }}
+    union
+    select date_trunc('hour', event_ts) as event_hour
+    from {{ ref('int_labels_joined_to_inferences') }}
+    where label_ingested_at > (
+        select coalesce(max(source_watermark), timestamp '1970-01-01') from {{ relation }}
+    )
+{% endmacro %}
+
+
+{# touched_prediction_hours of this model, as timestamps known when the SQL is written (so that
+   DuckDB prunes fct_inferences by day range, see in_hours). #}
+{% macro touched_prediction_hour_values() %}
+    {{ return(query_values(
+        'select event_hour from (' ~ touched_prediction_hours(this)
+        ~ ') as touched where event_hour is not null order by event_hour'
+    )) }}
 {% endmacro %}
 
 

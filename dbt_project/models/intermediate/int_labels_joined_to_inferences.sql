@@ -4,29 +4,20 @@
 -- label, matched by event_id, else by request_id (a producer that writes no event_id). A
 -- corrected label (a later `labeled_at` for the same prediction) replaces the earlier one.
 -- Labels matching no event (yet) are left out here; they join when their event arrives.
+{#- The event columns each match reads. fct_inferences is read once per match, not through a
+    shared CTE: DuckDB materialises a CTE read twice (the whole wide table, every build, even
+    with no label to match), and reading it in each join lets an empty label side skip it. -#}
+{%- set inference_columns = [
+    'event_id', 'request_id', 'model', 'model_version', 'event_ts', 'event_day', 'status',
+    'prediction', 'confidence', 'input_features', 'geo_country', 'geo_region', 'ingested_at',
+] -%}
+{%- set inferences -%}
+    (select {{ inference_columns | join(', ') }} from {{ ref('fct_inferences') }}) as inferences
+{%- endset %}
+
 with labels as (
 
     select * from {{ ref('stg_bronze__labels') }}
-
-),
-
-inferences as (
-
-    select
-        event_id,
-        request_id,
-        model,
-        model_version,
-        event_ts,
-        event_day,
-        status,
-        prediction,
-        confidence,
-        input_features,
-        geo_country,
-        geo_region,
-        ingested_at
-    from {{ ref('fct_inferences') }}
 
 ),
 
@@ -41,7 +32,7 @@ matched_by_event_id as (
         labels.object_key as label_object_key,
         labels.line_number as label_line_number
     from labels
-    inner join inferences on labels.event_id = inferences.event_id
+    inner join {{ inferences }} on labels.event_id = inferences.event_id
     where labels.event_id is not null
 
 ),
@@ -57,7 +48,7 @@ matched_by_request_id as (
         labels.object_key as label_object_key,
         labels.line_number as label_line_number
     from labels
-    inner join inferences on labels.request_id = inferences.request_id
+    inner join {{ inferences }} on labels.request_id = inferences.request_id
     where labels.event_id is null and labels.request_id is not null
 
 ),

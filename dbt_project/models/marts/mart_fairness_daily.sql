@@ -1,11 +1,15 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
+-- depends_on: {{ ref('int_labels_joined_to_inferences') }}  (touched_prediction_days)
 {{ config(**incremental_by_day('day')) }}
 
 -- Fairness slices: per model version, prediction day and segment of each configured segment
 -- feature (seed fairness_segments), the prediction rate of the positive class, accuracy and
 -- recall against the ground truth, and each segment's ratio to the best segment of the same
 -- feature that day. Segments with too few labels are kept and marked, and left out of "best".
--- Incremental like mart_model_performance_daily.
+-- The day's counts are the sums of its hours' in int_fairness_counts_hourly (exact: counts
+-- merge), so late events or labels cost their hours' recount and a re-sum of the day's small
+-- partial rows, not a rescan of the day's predictions. Incremental by prediction day, like
+-- mart_model_performance_daily.
 with
 {% if is_incremental() %}
     touched as (
@@ -15,36 +19,12 @@ with
     ),
 {% endif %}
 
-predictions as (
+hourly as (
 
-    select
-        event_id,
-        model,
-        model_version,
-        event_day,
-        prediction,
-        input_features,
-        geo_country,
-        geo_region
-    from {{ ref('fct_inferences') }}
-    where prediction is not null
-        {% if is_incremental() %}
-            and event_day in (select event_day from touched)
-        {% endif %}
-
-),
-
-labels as (
-
-    select
-        event_id,
-        label,
-        is_correct
-    from {{ ref('int_labels_joined_to_inferences') }}
-    where prediction is not null
-        {% if is_incremental() %}
-            and event_day in (select event_day from touched)
-        {% endif %}
+    select * from {{ ref('int_fairness_counts_hourly') }}
+    {% if is_incremental() %}
+        where event_day in (select event_day from touched)
+    {% endif %}
 
 ),
 
@@ -57,33 +37,8 @@ segments as (
 positive_classes as (
 
     {{ model_settings(
-        'performance_thresholds', '(select distinct model from predictions)', ['positive_class'],
+        'performance_thresholds', '(select distinct model from hourly)', ['positive_class'],
     ) }}
-
-),
-
-sliced as (
-
-    select
-        predictions.model,
-        predictions.model_version,
-        predictions.event_day,
-        segments.segment_feature,
-        segments.min_labels,
-        segments.ratio_floor,
-        case segments.segment_feature
-            when 'geo_country' then predictions.geo_country
-            when 'geo_region' then predictions.geo_region
-            else {{ json_text_at('predictions.input_features', 'segments.segment_feature') }}
-        end as segment,
-        predictions.prediction,
-        positive_classes.positive_class,
-        labels.label,
-        labels.is_correct
-    from predictions
-    cross join segments
-    inner join positive_classes on predictions.model = positive_classes.model
-    left join labels on predictions.event_id = labels.event_id
 
 ),
 
@@ -91,25 +46,27 @@ per_segment as (
 
     select
         ---------- grain
-        model,
-        model_version,
-        event_day as day,
-        segment_feature,
-        segment,
+        hourly.model,
+        hourly.model_version,
+        hourly.event_day as day,
+        hourly.segment_feature,
+        hourly.segment,
         ---------- counts
-        count(*) as predictions,
-        count(*) filter (where prediction = positive_class) as positive_predictions,
-        count(label) as labelled_predictions,
-        count(*) filter (where is_correct) as correct_predictions,
-        count(*) filter (where label = positive_class) as actual_positives,
-        count(*) filter (where label = positive_class and prediction = positive_class)
-            as true_positives,
-        any_value(positive_class) as positive_class,
-        any_value(min_labels) as min_labels,
-        any_value(ratio_floor) as ratio_floor
-    from sliced
-    where segment is not null
-    group by model, model_version, event_day, segment_feature, segment
+        cast(sum(hourly.predictions) as bigint) as predictions,
+        cast(sum(hourly.positive_predictions) as bigint) as positive_predictions,
+        cast(sum(hourly.labelled_predictions) as bigint) as labelled_predictions,
+        cast(sum(hourly.correct_predictions) as bigint) as correct_predictions,
+        cast(sum(hourly.actual_positives) as bigint) as actual_positives,
+        cast(sum(hourly.true_positives) as bigint) as true_positives,
+        any_value(positive_classes.positive_class) as positive_class,
+        any_value(segments.min_labels) as min_labels,
+        any_value(segments.ratio_floor) as ratio_floor
+    from hourly
+    inner join segments on hourly.segment_feature = segments.segment_feature
+    inner join positive_classes on hourly.model = positive_classes.model
+    group by
+        hourly.model, hourly.model_version, hourly.event_day, hourly.segment_feature,
+        hourly.segment
 
 ),
 
@@ -145,12 +102,7 @@ best as (
 
 watermarks as (
 
-    -- one watermark for both inputs: every event and label ingested so far is in this build
-    select
-        greatest(
-            coalesce((select max(ingested_at) from {{ ref('fct_inferences') }}), timestamp '1970-01-01'),
-            coalesce((select max(ingested_at) from {{ ref('stg_bronze__labels') }}), timestamp '1970-01-01')
-        ) as source_watermark
+    {{ events_and_labels_watermark() }}
 
 ),
 

@@ -1,10 +1,13 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
+-- depends_on: {{ ref('int_labels_joined_to_inferences') }}  (touched_prediction_days)
 {{ config(**incremental_by_day('day')) }}
 
 -- Precision, recall and F1 of each class, per classifier version and prediction day, over the
 -- predictions with ground truth (scikit-learn's precision_recall_fscore_support with
--- zero_division=0, one row per class seen as a label or a prediction). Incremental like
--- mart_model_performance_daily: days touched by new events or by labels arriving late.
+-- zero_division=0, one row per class seen as a label or a prediction), from the sums of the
+-- day's hourly class counts (int_performance_bin_counts_hourly; counts merge exactly).
+-- Incremental like mart_model_performance_daily: days touched by new events or by labels
+-- arriving late.
 with
 {% if is_incremental() %}
     touched as (
@@ -14,10 +17,20 @@ with
     ),
 {% endif %}
 
-labelled as (
+hourly_classes as (
 
-    select * from {{ ref('int_labels_joined_to_inferences') }}
-    where prediction is not null
+    select * from {{ ref('int_performance_bin_counts_hourly') }}
+    where count_kind = 'class'
+        {% if is_incremental() %}
+            and event_day in (select event_day from touched)
+        {% endif %}
+
+),
+
+hourly_totals as (
+
+    select * from {{ ref('int_performance_counts_hourly') }}
+    where labelled_predictions > 0
         {% if is_incremental() %}
             and event_day in (select event_day from touched)
         {% endif %}
@@ -29,63 +42,63 @@ classifiers as (
     select settings.model
     from (
         {{ model_settings(
-            'performance_thresholds', '(select distinct model from labelled)', ['task'],
+            'performance_thresholds', '(select distinct model from hourly_classes)', ['task'],
         ) }}
     ) as settings
     where settings.task = 'classification'
 
 ),
 
-classes as (
+labelled_per_day as (
 
-    select distinct
+    select
         model,
         model_version,
         event_day,
-        label as class_label
-    from labelled
-    union
-    select distinct
+        cast(sum(labelled_predictions) as bigint) as labelled_predictions
+    from hourly_totals
+    group by model, model_version, event_day
+
+),
+
+class_counts as (
+
+    select
         model,
         model_version,
         event_day,
-        prediction as class_label
-    from labelled
+        class_label,
+        cast(sum(true_positives) as bigint) as true_positives,
+        cast(sum(predicted) as bigint) as predicted,
+        cast(sum(support) as bigint) as support
+    from hourly_classes
+    where model in (select model from classifiers)
+    group by model, model_version, event_day, class_label
 
 ),
 
 counted as (
 
     select
-        classes.model,
-        classes.model_version,
-        classes.event_day as day,
-        classes.class_label,
-        count(*) filter (
-            where labelled.prediction = classes.class_label
-            and labelled.label = classes.class_label
-        ) as true_positives,
-        count(*) filter (where labelled.prediction = classes.class_label) as predicted,
-        count(*) filter (where labelled.label = classes.class_label) as support,
-        count(*) as labelled_predictions
-    from classes
-    inner join labelled
-        on classes.model = labelled.model
-            and classes.model_version = labelled.model_version
-            and classes.event_day = labelled.event_day
-    where classes.model in (select model from classifiers)
-    group by classes.model, classes.model_version, classes.event_day, classes.class_label
+        class_counts.model,
+        class_counts.model_version,
+        class_counts.event_day as day,
+        class_counts.class_label,
+        class_counts.true_positives,
+        class_counts.predicted,
+        class_counts.support,
+        labelled_per_day.labelled_predictions
+    from class_counts
+    inner join labelled_per_day
+        on class_counts.model = labelled_per_day.model
+            and class_counts.model_version = labelled_per_day.model_version
+            and class_counts.event_day = labelled_per_day.event_day
 
 ),
 
 watermarks as (
 
-    -- one watermark for both inputs: every event and label ingested so far is in this build
-    select
-        greatest(
-            coalesce((select max(ingested_at) from {{ ref('fct_inferences') }}), timestamp '1970-01-01'),
-            coalesce((select max(ingested_at) from {{ ref('stg_bronze__labels') }}), timestamp '1970-01-01')
-        ) as source_watermark
+    {{ events_and_labels_watermark() }}
 
 ),
 

@@ -1,10 +1,14 @@
 -- depends_on: {{ ref('int_superseded_event_days') }}  (touched_days, called only when incremental)
+-- depends_on: {{ ref('int_labels_joined_to_inferences') }}  (touched_prediction_days)
 {{ config(**incremental_by_day('day')) }}
 
 -- Production quality per model version and prediction day, from the predictions that have
 -- ground truth: accuracy, macro precision/recall/F1 and calibration error (ECE, 10 equal-width
 -- confidence bins) for classifiers, MAE and RMSE for regressors, beside the training-time
--- figures of the registry and a concept-drift status. Incremental by the *prediction* day:
+-- figures of the registry and a concept-drift status. The day's figures are computed from the
+-- sums of its hours' partial aggregates (int_performance_counts_hourly,
+-- int_performance_bin_counts_hourly): counts merge exactly, so a late event or label costs its
+-- hour's recount and a re-sum of the day's small partial rows. Incremental by the *prediction* day:
 -- a run rebuilds the days new events touch and the days late labels belong to (labels
 -- ingested since the row's source_watermark), and no other.
 with
@@ -16,13 +20,21 @@ with
     ),
 {% endif %}
 
-labelled as (
+hourly as (
 
-    select * from {{ ref('int_labels_joined_to_inferences') }}
-    where prediction is not null
-        {% if is_incremental() %}
-            and event_day in (select event_day from touched)
-        {% endif %}
+    select * from {{ ref('int_performance_counts_hourly') }}
+    {% if is_incremental() %}
+        where event_day in (select event_day from touched)
+    {% endif %}
+
+),
+
+hourly_bins as (
+
+    select * from {{ ref('int_performance_bin_counts_hourly') }}
+    {% if is_incremental() %}
+        where event_day in (select event_day from touched)
+    {% endif %}
 
 ),
 
@@ -32,12 +44,8 @@ predictions as (
         model,
         model_version,
         event_day,
-        count(*) as predictions
-    from {{ ref('fct_inferences') }}
-    where prediction is not null
-        {% if is_incremental() %}
-            and event_day in (select event_day from touched)
-        {% endif %}
+        cast(sum(predictions) as bigint) as predictions
+    from hourly
     group by model, model_version, event_day
 
 ),
@@ -65,58 +73,39 @@ training as (
 
 ),
 
-classes as (
-
-    select distinct
-        model,
-        model_version,
-        event_day,
-        label as class_label
-    from labelled
-    union
-    select distinct
-        model,
-        model_version,
-        event_day,
-        prediction as class_label
-    from labelled
-
-),
-
 per_class as (
 
     select
-        classes.model,
-        classes.model_version,
-        classes.event_day,
-        classes.class_label,
-        count(*) filter (
-            where labelled.prediction = classes.class_label
-            and labelled.label = classes.class_label
-        ) as true_positives,
-        count(*) filter (where labelled.prediction = classes.class_label) as predicted,
-        count(*) filter (where labelled.label = classes.class_label) as support
-    from classes
-    inner join labelled
-        on classes.model = labelled.model
-            and classes.model_version = labelled.model_version
-            and classes.event_day = labelled.event_day
-    group by classes.model, classes.model_version, classes.event_day, classes.class_label
+        model,
+        model_version,
+        event_day,
+        class_label,
+        cast(sum(true_positives) as bigint) as true_positives,
+        cast(sum(predicted) as bigint) as predicted,
+        cast(sum(support) as bigint) as support
+    from hourly_bins
+    where count_kind = 'class'
+    group by model, model_version, event_day, class_label
 
 ),
 
 macro as (
 
     -- scikit-learn's average='macro' over the classes seen as label or prediction, with
-    -- zero_division=0
+    -- zero_division=0 (summed in class order: the same bits whatever the row order)
     select
         model,
         model_version,
         event_day,
         count(*) as classes,
-        avg(coalesce(true_positives / nullif(predicted, 0), 0)) as precision_macro,
-        avg(coalesce(true_positives / nullif(support, 0), 0)) as recall_macro,
-        avg(coalesce(2 * true_positives / nullif(predicted + support, 0), 0)) as f1_macro
+        {{ ordered_sum('coalesce(true_positives / nullif(predicted, 0), 0)', ['class_label']) }}
+        / count(*) as precision_macro,
+        {{ ordered_sum('coalesce(true_positives / nullif(support, 0), 0)', ['class_label']) }}
+        / count(*) as recall_macro,
+        {{ ordered_sum(
+            'coalesce(2 * true_positives / nullif(predicted + support, 0), 0)', ['class_label']
+        ) }}
+        / count(*) as f1_macro
     from per_class
     group by model, model_version, event_day
 
@@ -128,14 +117,14 @@ calibration_bins as (
         model,
         model_version,
         event_day,
-        least(floor(confidence * 10), 9) as confidence_bin,
-        count(*) as bin_rows,
-        -- an integer's mean is a double on both engines (Spark averages 1.0 in decimal)
-        avg(cast(is_correct as integer)) as bin_accuracy,
-        avg(confidence) as bin_confidence
-    from labelled
-    where confidence is not null
-    group by all
+        confidence_bin,
+        cast(sum(bin_rows) as bigint) as bin_rows,
+        -- an integer ratio is a double on both engines
+        cast(sum(bin_correct) as double) / sum(bin_rows) as bin_accuracy,
+        {{ ordered_sum('bin_confidence_sum', ['hour']) }} / sum(bin_rows) as bin_confidence
+    from hourly_bins
+    where count_kind = 'confidence_bin'
+    group by model, model_version, event_day, confidence_bin
 
 ),
 
@@ -145,7 +134,7 @@ calibration as (
         model,
         model_version,
         event_day,
-        sum(bin_rows) as calibration_rows,
+        cast(sum(bin_rows) as bigint) as calibration_rows,
         {{ ordered_sum('bin_rows * abs(bin_accuracy - bin_confidence)', ['confidence_bin']) }}
         / sum(bin_rows) as ece
     from calibration_bins
@@ -159,29 +148,26 @@ daily as (
         model,
         model_version,
         event_day,
-        count(*) as labelled_predictions,
-        count(*) filter (where is_correct) as correct_predictions,
-        avg(label_delay_hours) as label_delay_hours_mean,
-        max(labeled_at) as newest_labeled_at,
+        cast(sum(labelled_predictions) as bigint) as labelled_predictions,
+        cast(sum(correct_predictions) as bigint) as correct_predictions,
+        cast(sum(label_delay_seconds) as double) / 3600 / nullif(sum(label_delay_rows), 0)
+            as label_delay_hours_mean,
+        max(newest_labeled_at) as newest_labeled_at,
         ---------- regression (rows where both are numbers)
-        count(*) filter (
-            where prediction_value is not null and label_value is not null
-        ) as regression_rows,
-        avg(abs(prediction_value - label_value)) as mae,
-        sqrt(avg(power(prediction_value - label_value, 2))) as rmse
-    from labelled
+        cast(sum(regression_rows) as bigint) as regression_rows,
+        {{ ordered_sum('absolute_error_sum', ['hour']) }} / nullif(sum(regression_rows), 0)
+            as mae,
+        sqrt({{ ordered_sum('squared_error_sum', ['hour']) }} / nullif(sum(regression_rows), 0))
+            as rmse
+    from hourly
+    where labelled_predictions > 0
     group by model, model_version, event_day
 
 ),
 
 watermarks as (
 
-    -- one watermark for both inputs: every event and label ingested so far is in this build
-    select
-        greatest(
-            coalesce((select max(ingested_at) from {{ ref('fct_inferences') }}), timestamp '1970-01-01'),
-            coalesce((select max(ingested_at) from {{ ref('stg_bronze__labels') }}), timestamp '1970-01-01')
-        ) as source_watermark
+    {{ events_and_labels_watermark() }}
 
 ),
 
