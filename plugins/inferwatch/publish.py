@@ -5,10 +5,10 @@ in place: each published file is built under a temporary name, checkpointed, clo
 ``os.replace``-d over the served one. Readers answer from the old file until the swap and from
 the new one right after.
 
-``serving.duckdb`` is a small catalog: views over immutable Parquet partitions of the marts
-and facts, of which a publish writes only those whose content changed
-(``inferwatch.serving_catalog``), and the warehouse's macros. ``ops.duckdb`` holds small tables
-and is a copy.
+``serving.duckdb`` is a small catalog: views over immutable Parquet files of the marts and
+facts (a small table in one file, a large one by month, day or hour), of which a publish writes
+only those whose content may have changed (``inferwatch.serving_catalog``), and the
+warehouse's macros. ``ops.duckdb`` holds small tables and is a copy.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def publish_serving(settings: Settings) -> Path:
     built: dict[str, list] = {}
 
     def fill(con: duckdb.DuckDBPyConnection) -> None:
-        built["previous"] = serving_catalog.read_files(con, settings.serving_path)
+        built["previous"], state = serving_catalog.read_files(con, settings.serving_path)
         con.execute(f"attach '{settings.warehouse_path}' as warehouse (read_only)")
         present = con.execute(
             "select table_name from information_schema.tables where table_catalog = "
@@ -136,8 +136,10 @@ def publish_serving(settings: Settings) -> Path:
         ).fetchall()
         tables = [table for (table,) in present if is_serving_table(table)]
         built["files"] = serving_catalog.build(
-            con, settings.data_dir, tables, built["previous"] or []
-        )
+            con, settings.data_dir, tables, built["previous"] or [], state,
+            file_rows=settings.publish_file_rows, rewrite_all=settings.publish_rewrite_all,
+            build_id=_build_id(settings),
+        )  # fmt: skip
         _copy_macros(con)
         con.execute("detach warehouse")
 
@@ -148,6 +150,15 @@ def publish_serving(settings: Settings) -> Path:
     )
     log.info("published %s (%d old files deleted)", settings.serving_path, deleted)
     return settings.serving_path
+
+
+def _build_id(settings: Settings) -> str:
+    """The id the pipeline writes beside the warehouse before each build (pipeline.new_build):
+    a new one tells publishing that a build ran since its last publish."""
+    try:
+        return settings.warehouse_path.with_name("build-id").read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def record_run(settings: Settings, run_id: str, record: dict) -> Path:
