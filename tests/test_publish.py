@@ -25,7 +25,7 @@ import duckdb
 import pytest
 
 from conftest import settings_for
-from inferwatch import pipeline, publish
+from inferwatch import pipeline, publish, serving_catalog
 from inferwatch.lake import Lake
 from inferwatch.publish import is_serving_table, publish_serving
 from pipeline_steps import raw_object
@@ -392,3 +392,23 @@ def test_a_copied_data_dir_neither_reads_nor_deletes_the_originals_files(two_pub
     new = set(catalog) - set(two_publishes["catalog_second"])
     assert {catalog[path] for path in new} == {
         ("fct_inferences", f"{DAYS[1]}T{hour:02d}") for hour in (0, 1, 2)}  # fmt: skip
+
+
+def test_pack_takes_the_coarsest_cut_within_the_limit():
+    hours = {f"2025-05-{d:02d}T{h:02d}": rows for d, rows in ((1, 1), (2, 5), (3, 1))
+             for h in range(24)}  # fmt: skip
+    hours["none"] = 3
+    assert set(serving_catalog.pack(hours, 1000).values()) == {"all"}
+    assert set(serving_catalog.pack(hours, 170).values()) == {"2025-05", "none"}
+    # a day above the limit goes by hour, the others stay whole days
+    packed = serving_catalog.pack(hours, 100)
+    assert {packed[u] for u in hours if u.startswith("2025-05-02")} == {
+        f"2025-05-02T{h:02d}" for h in range(24)}  # fmt: skip
+    assert {packed[u] for u in hours if not u.startswith("2025-05-02")} == {
+        "2025-05-01", "2025-05-03", "none"}  # fmt: skip
+    days = {"2025-04-30": 50, "2025-05-01": 50, "2025-05-02": 50}
+    assert serving_catalog.pack(days, 10) == {d: d for d in days}  # a day unit is never cut
+    assert serving_catalog.pack(days, 60) == {"2025-04-30": "2025-04", "2025-05-01": "2025-05-01",
+                                              "2025-05-02": "2025-05-02"}  # fmt: skip
+    assert serving_catalog.pack(days, 100) == {"2025-04-30": "2025-04", "2025-05-01": "2025-05",
+                                               "2025-05-02": "2025-05"}  # fmt: skip

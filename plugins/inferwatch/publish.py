@@ -128,7 +128,7 @@ def publish_serving(settings: Settings) -> Path:
     built: dict[str, list] = {}
 
     def fill(con: duckdb.DuckDBPyConnection) -> None:
-        built["previous"], state = serving_catalog.read_files(con, settings.serving_path)
+        built["previous"] = serving_catalog.read_files(con, settings.serving_path)
         con.execute(f"attach '{settings.warehouse_path}' as warehouse (read_only)")
         present = con.execute(
             "select table_name from information_schema.tables where table_catalog = "
@@ -136,7 +136,7 @@ def publish_serving(settings: Settings) -> Path:
         ).fetchall()
         tables = [table for (table,) in present if is_serving_table(table)]
         built["files"] = serving_catalog.build(
-            con, settings.data_dir, tables, built["previous"] or [], state,
+            con, settings.data_dir, tables, built["previous"],
             file_rows=settings.publish_file_rows, rewrite_all=settings.publish_rewrite_all,
             build_id=_build_id(settings),
         )  # fmt: skip
@@ -146,7 +146,7 @@ def publish_serving(settings: Settings) -> Path:
     _swap_in(settings, settings.serving_path, fill)
     # After the swap, never before: a publish that dies earlier leaves the served files whole.
     deleted = serving_catalog.delete_unreferenced(
-        settings.data_dir, built["files"], built["previous"]
+        settings.data_dir, built["files"], built["previous"].files
     )
     log.info("published %s (%d old files deleted)", settings.serving_path, deleted)
     return settings.serving_path

@@ -11,7 +11,8 @@ one more hour rewrites that hour's file, or a small table's single file, never a
 
 Which files to write is decided from cheap statistics per unit, computed in the warehouse:
 row count and newest watermark (``WATERMARK_COLUMNS``: every row a build writes carries the
-newest ingest time it read) where the table has one, else row count and the sum of its rows'
+newest ingest time it read) where the table has one, counted only for the units with newer
+rows than the last publish saw (``_unit_statistics``), else row count and the sum of its rows'
 hashes (no row order changes it). A file is written again when the statistics of any of its
 units, its packing or the table's columns differ from what the served catalog recorded, and
 also (``_must_rewrite``) when a change could keep them: a new version of the dbt project, a
@@ -46,8 +47,9 @@ import duckdb
 log = logging.getLogger(__name__)
 
 PUBLISHED_DIR = "published"
-#: The catalog's own tables: one row per file a view reads; what the next publish compares.
-FILES_TABLE, STATE_TABLE = "published_files", "published_state"
+#: The catalog's own tables: one row per file a view reads, one per unit of a table (its
+#: statistics), and what else the next publish compares.
+FILES_TABLE, UNITS_TABLE, STATE_TABLE = "published_files", "published_units", "published_state"
 #: Columns that cut a table into hours (TIMESTAMP), best first; else into days (a date, or the
 #: date of a timestamp of another type).
 HOUR_COLUMNS = ("hour", "event_hour", "event_ts")
@@ -106,24 +108,34 @@ class _Table:
         return f"warehouse.main.{_ident(self.name)}"
 
 
-def read_files(con: duckdb.DuckDBPyConnection, catalog: Path) -> tuple[list | None, dict]:
-    """The files the served catalog refers to ([] if there is none, None if it cannot be read:
-    then nothing may be deleted) and its state (what the next publish compares with)."""
+@dataclass
+class Previous:
+    """What the served catalog recorded."""
+
+    #: The files it refers to: None if it cannot be read (then nothing may be deleted).
+    files: list[PublishedFile] | None
+    #: table → unit → (rows, statistic), as ``_Table.units``
+    units: dict[str, dict[str, tuple[int, str]]]
+    state: dict[str, str]
+
+
+def read_files(con: duckdb.DuckDBPyConnection, catalog: Path) -> Previous:
+    """What the served catalog recorded (no files if there is none)."""
     if not catalog.exists():
-        return [], {}
+        return Previous([], {}, {})
     # Attached rather than connected: a connection of this process may hold the file open with
     # other settings, which duckdb.connect refuses.
     try:
         con.execute(f"attach {_literal(catalog)} as previous_catalog (read_only)")
     except duckdb.Error as error:
         log.warning("cannot read %s (%s): publishing every partition anew", catalog, error)
-        return None, {}
+        return Previous(None, {}, {})
     try:
         tables = {name for (name,) in con.execute(
             "select table_name from duckdb_tables() where database_name = 'previous_catalog'"
         ).fetchall()}  # fmt: skip
         if FILES_TABLE not in tables:  # a serving.duckdb of copied tables, from before catalogs
-            return [], {}
+            return Previous([], {}, {})
         present = {row[0] for row in con.execute(
             f"describe previous_catalog.main.{FILES_TABLE}").fetchall()}  # fmt: skip
         # A catalog of an older publish lacks some columns: null, so that nothing matches.
@@ -131,11 +143,17 @@ def read_files(con: duckdb.DuckDBPyConnection, catalog: Path) -> tuple[list | No
             f.name if f.name in present else f"null as {f.name}" for f in fields(PublishedFile)
         )
         rows = con.execute(f"select {names} from previous_catalog.main.{FILES_TABLE}").fetchall()
-        state = {}
+        state, units = {}, defaultdict(dict)
         if STATE_TABLE in tables:
             query = f"select key, value from previous_catalog.main.{STATE_TABLE}"
             state = dict(con.execute(query).fetchall())
-        return [PublishedFile(*row) for row in rows], state
+        if UNITS_TABLE in tables:
+            query = (
+                f"select table_name, unit, row_count, stat from previous_catalog.main.{UNITS_TABLE}"
+            )
+            for table, unit, count, stat in con.execute(query).fetchall():
+                units[table][unit] = (count, stat)
+        return Previous([PublishedFile(*row) for row in rows], dict(units), state)
     finally:
         con.execute("detach previous_catalog")
 
@@ -144,8 +162,7 @@ def build(
     con: duckdb.DuckDBPyConnection,
     data_dir: Path,
     tables: list[str],
-    previous: list[PublishedFile],
-    previous_state: dict,
+    previous: Previous,
     *,
     file_rows: int = DEFAULT_FILE_ROWS,
     rewrite_all: bool = False,
@@ -155,17 +172,20 @@ def build(
     ``con``'s database. The warehouse is attached to ``con`` as ``warehouse``; ``build_id``
     names the build that wrote it (a new one says that a build ran since the last publish)."""
     kept: dict[tuple[str, str], list[PublishedFile]] = defaultdict(list)
-    for file in previous:
+    for file in previous.files or []:
         kept[(file.table_name, file.partition)].append(file)
     state = {**_warehouse_state(con), "build": build_id}
-    forced = _ForcedRewrites(previous_state, state, rewrite_all, _superseded(con, previous_state))
+    superseded = _superseded(con, previous.state)
+    forced = _ForcedRewrites(previous.state, state, rewrite_all, superseded)
     files: list[PublishedFile] = []
+    units: dict[str, dict] = {}
     for name in tables:
-        table = _read_table(con, name)
+        table = _read_table(con, name, previous.units.get(name, {}), superseded)
         table_files = _publish_table(con, data_dir, table, kept, forced, file_rows)
         _create_view(con, data_dir, table, table_files)
         files += table_files
-    _write_catalog(con, files, state)
+        units[name] = table.units
+    _write_catalog(con, files, units, state)
     return files
 
 
@@ -267,9 +287,8 @@ class _ForcedRewrites:
         return forced
 
 
-def _read_table(con, name: str) -> _Table:
-    """The table's columns, cut and per-unit statistics: one scan of its time and watermark
-    columns (of every column, hashed, only for a table without a watermark)."""
+def _read_table(con, name: str, before: dict, superseded: set[str]) -> _Table:
+    """The table's columns, cut and per-unit statistics (see ``_unit_statistics``)."""
     source = f"warehouse.main.{_ident(name)}"
     columns = _columns(con, source)
     kinds = dict(columns)
@@ -278,17 +297,51 @@ def _read_table(con, name: str) -> _Table:
         None,
     )
     watermark = next((c for c in WATERMARK_COLUMNS if c in kinds), None)
-    unit = "null" if cut is None else _truncated(*cut)
-    stat = f"max({_ident(watermark)})::varchar" if watermark else "sum(hash(_row)::hugeint)"
-    rows = con.execute(
-        f"select {unit}, count(*), {stat} from {source} as _row group by all"
-    ).fetchall()
-    units = {
-        (_unit_name(value) if cut else WHOLE): (count, str(statistic))
-        for value, count, statistic in rows
-    }
     schema_hash = hashlib.sha256(json.dumps(columns).encode()).hexdigest()[:16]
-    return _Table(name, columns, schema_hash, cut, watermark, units)
+    table = _Table(name, columns, schema_hash, cut, watermark, {})
+    table.units = _unit_statistics(con, table, before, superseded)
+    return table
+
+
+def _unit_statistics(con, table: _Table, before: dict, superseded: set[str]) -> dict:
+    """Per unit: rows and newest watermark (rows and the sum of row hashes without one).
+
+    With a watermark and the last publish's statistics, only the units that may have changed
+    are counted: those with rows newer than the newest watermark then served (a range scan
+    that skips older row groups by their min/max) and the superseded ones. The others keep
+    their recorded statistics, which the table's total row count must confirm (a deletion
+    elsewhere, e.g. retention, changes it): else, and otherwise, every unit is counted."""
+    unit = "null" if table.cut is None else _truncated(*table.cut)
+    stat = (
+        f"coalesce(max({_ident(table.watermark)})::varchar, '')"  # '' sorts first
+        if table.watermark
+        else "sum(hash(_row)::hugeint)"
+    )
+    newest = max((s for _, s in before.values()), default="") if table.watermark else ""
+    if newest and table.cut is not None:
+        touched = {
+            _unit_name(value) for (value,) in con.execute(
+                f"select distinct {unit} from {table.source} "
+                f"where {_ident(table.watermark)} > {_literal(newest)}"
+            ).fetchall()
+        } | {u for u in before if u in superseded or f"{u[:10]}T" in superseded}  # fmt: skip
+        fresh = {}
+        if touched:
+            rows = con.execute(
+                f"select {unit}, count(*), {stat} from {table.source} as _row "
+                f"where {_unit_range(table, touched)} group by all"
+            ).fetchall()
+            fresh = {_unit_name(value): (count, str(s)) for value, count, s in rows}
+        units = {**{u: v for u, v in before.items() if u not in fresh}, **fresh}
+        (total,) = con.execute(f"select count(*) from {table.source}").fetchone()
+        if total == sum(count for count, _ in units.values()):
+            return units
+    rows = con.execute(
+        f"select {unit}, count(*), {stat} from {table.source} as _row group by all"
+    ).fetchall()
+    return {
+        (_unit_name(value) if table.cut else WHOLE): (count, str(s)) for value, count, s in rows
+    }
 
 
 def pack(units: dict[str, int], file_rows: int) -> dict[str, str]:
@@ -441,18 +494,32 @@ def _unit_range(table: _Table, units) -> str:
     return " or ".join(conditions) or "false"
 
 
-def _write_catalog(con, files: list[PublishedFile], state: dict[str, str]) -> None:
+def _write_catalog(con, files: list[PublishedFile], units: dict, state: dict[str, str]) -> None:
     con.execute(
         f"create table main.{FILES_TABLE} (table_name varchar, partition varchar, "
         "schema_hash varchar, row_count bigint, stats varchar, watermark varchar, path varchar, "
         "bytes bigint)"
     )
-    if files:  # literals, one statement: Python parameters make DuckDB import pandas (seconds)
-        values = ", ".join("(" + ", ".join(_sql_value(v) for v in astuple(f)) + ")" for f in files)
-        con.execute(f"insert into main.{FILES_TABLE} values {values}")
+    _insert(con, FILES_TABLE, [astuple(f) for f in files])
+    con.execute(
+        f"create table main.{UNITS_TABLE} "
+        "(table_name varchar, unit varchar, row_count bigint, stat varchar)"
+    )
+    _insert(con, UNITS_TABLE, [
+        (table, unit, count, stat) for table, by_unit in units.items()
+        for unit, (count, stat) in sorted(by_unit.items())
+    ])  # fmt: skip
     con.execute(f"create table main.{STATE_TABLE} (key varchar, value varchar)")
-    values = ", ".join(f"({_literal(k)}, {_literal(v)})" for k, v in sorted(state.items()))
-    con.execute(f"insert into main.{STATE_TABLE} values {values}")
+    _insert(con, STATE_TABLE, sorted(state.items()))
+
+
+def _insert(con, table: str, rows: list[tuple], batch: int = 5000) -> None:
+    """Literals, a statement per batch: Python parameters make DuckDB import pandas (seconds)."""
+    for start in range(0, len(rows), batch):
+        values = ", ".join(
+            "(" + ", ".join(_sql_value(v) for v in row) + ")" for row in rows[start : start + batch]
+        )
+        con.execute(f"insert into main.{table} values {values}")
 
 
 def _sql_value(value) -> str:
