@@ -394,6 +394,28 @@ def test_a_copied_data_dir_neither_reads_nor_deletes_the_originals_files(two_pub
         ("fct_inferences", f"{DAYS[1]}T{hour:02d}") for hour in (0, 1, 2)}  # fmt: skip
 
 
+def test_a_rebuild_with_no_new_data_is_published(two_publishes, tmp_path):
+    """What a full refresh does to a stamped mart with no new data: rows of an old hour rebuilt
+    (here: changed by hand as a build would) and stamped with the newest watermark again, by a
+    new build (a new build id). Files of one hour each: that hour is not in the file holding
+    the newest rows."""
+    data_dir = tmp_path / "state"
+    shutil.copytree(two_publishes["settings"].data_dir, data_dir)
+    settings = settings_for(two_publishes["lake"].url, data_dir)
+    settings = dataclasses.replace(settings, publish_file_rows=1)
+    publish_serving(settings)  # its own files, by hour
+    with duckdb.connect(str(settings.warehouse_path)) as con:
+        newest = con.sql("select max(source_watermark) from mart_inference_hourly").fetchone()[0]
+        con.execute(
+            "update mart_inference_hourly set requests = requests + 1, "
+            "source_watermark = ? where hour = ?",
+            [newest, f"{DAYS[0]} 00:00:00"],
+        )
+    pipeline.new_build(settings)
+    publish_serving(settings)
+    assert mismatches(settings) == {}
+
+
 def test_pack_takes_the_coarsest_cut_within_the_limit():
     hours = {f"2025-05-{d:02d}T{h:02d}": rows for d, rows in ((1, 1), (2, 5), (3, 1))
              for h in range(24)}  # fmt: skip

@@ -307,8 +307,9 @@ def _unit_statistics(con, table: _Table, before: dict, superseded: set[str]) -> 
     """Per unit: rows and newest watermark (rows and the sum of row hashes without one).
 
     With a watermark and the last publish's statistics, only the units that may have changed
-    are counted: those with rows newer than the newest watermark then served (a range scan
-    that skips older row groups by their min/max) and the superseded ones. The others keep
+    are counted: those with rows at least as new as the newest watermark then served (a range
+    scan that skips older row groups by their min/max; "as new": a rebuild with no new data
+    stamps that very value) and the superseded ones. The others keep
     their recorded statistics, which the table's total row count must confirm (a deletion
     elsewhere, e.g. retention, changes it): else, and otherwise, every unit is counted."""
     unit = "null" if table.cut is None else _truncated(*table.cut)
@@ -322,7 +323,7 @@ def _unit_statistics(con, table: _Table, before: dict, superseded: set[str]) -> 
         touched = {
             _unit_name(value) for (value,) in con.execute(
                 f"select distinct {unit} from {table.source} "
-                f"where {_ident(table.watermark)} > {_literal(newest)}"
+                f"where {_ident(table.watermark)} >= {_literal(newest)}"
             ).fetchall()
         } | {u for u in before if u in superseded or f"{u[:10]}T" in superseded}  # fmt: skip
         fresh = {}
