@@ -533,7 +533,9 @@ def _create_view(con, data_dir: Path, table: _Table, files: list[PublishedFile])
     """The view reads exactly ``files``, with the warehouse table's columns, order and types."""
     paths = ", ".join(_literal(data_dir / f.path) for f in files)
     scan = f"read_parquet([{paths}], hive_partitioning = false)"
-    written = dict(_columns(con, scan))
+    # Every file was written from the same columns (schema_hash): one footer tells their types.
+    one = f"read_parquet([{_literal(data_dir / files[0].path)}], hive_partitioning = false)"
+    written = dict(_columns(con, one))
     select = ", ".join(
         _ident(name) if written.get(name) == kind else f"{_ident(name)}::{kind} as {_ident(name)}"
         for name, kind in table.columns
