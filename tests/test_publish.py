@@ -372,9 +372,11 @@ def test_a_copied_data_dir_neither_reads_nor_deletes_the_originals_files(two_pub
     copy = tmp_path / "state"
     shutil.copytree(original, copy)
     settings = small_files(settings_for(two_publishes["lake"].url, copy))
-    with duckdb.connect(str(settings.warehouse_path)) as con:  # a change, so that it writes
+    with duckdb.connect(str(settings.warehouse_path)) as con:  # a change, so that it writes:
+        # the day's events ingested again (a newer ingest time), with other latencies
         con.execute("update main.fct_inferences set latency_ms = latency_ms + 1, ingested_at = "
-                    f"ingested_at + interval 1 second where event_day = '{DAYS[1]}'")  # fmt: skip
+                    "(select max(ingested_at) from main.fct_inferences) + interval 1 second "
+                    f"where event_day = '{DAYS[1]}'")  # fmt: skip
     disk = files_on_disk(original)
     hidden = original.with_name("hidden-published")
     (original / "published").rename(hidden)  # reading the original's files would fail now
