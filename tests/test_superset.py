@@ -255,10 +255,12 @@ def test_refresh_shows_a_column_the_mart_gained(synced, superset_instance, tmp_p
         imported = _imports_logged(client)
         assert imported > 0
 
-        # the next build: more requests in the last hour, nothing else new
+        # the next build: more requests in the last hour, nothing else new (rebuilt rows carry
+        # a newer watermark, as a build's do: what publishing looks for)
         with duckdb.connect(str(later.warehouse_path)) as con:
             con.execute(
-                "update main.mart_inference_hourly set requests = requests + 1000 "
+                "update main.mart_inference_hourly set requests = requests + 1000, "
+                "source_watermark = source_watermark + interval 1 hour "
                 "where hour = (select max(hour) from main.mart_inference_hourly)"
             )
         publish_serving(later)

@@ -94,6 +94,12 @@ class Settings:
     validation_policy_path: Path = EXPECTATIONS_DIR / "policy.yml"
     duckdb_threads: int = 2
     duckdb_memory_limit: str = "1GB"
+    #: Most rows of one published Parquet file (README: Publishing): a smaller table is one
+    #: file, a larger one a file per month, day or hour.
+    publish_file_rows: int = 500_000
+    #: The next publishes write every file anew, changed or not (after editing the warehouse
+    #: by hand, which the publish's change statistics need not see).
+    publish_rewrite_all: bool = False
     #: Which adapter reads which lake prefix (docs/producers.md): a YAML/JSON file's path, or
     #: inline JSON such as {"raw/sagemaker/": "sagemaker_capture"}. None: all of raw/ is
     #: contract v1.
@@ -137,6 +143,9 @@ class Settings:
             ),
             duckdb_threads=int(env.get("INFERWATCH_DUCKDB_THREADS", "2")),
             duckdb_memory_limit=env.get("INFERWATCH_DUCKDB_MEMORY_LIMIT", "1GB"),
+            publish_file_rows=int(env.get("INFERWATCH_PUBLISH_FILE_ROWS") or 500_000),
+            publish_rewrite_all=(env.get("INFERWATCH_PUBLISH_REWRITE_ALL") or "").strip().lower()
+            in ("1", "true", "yes", "on"),
             producers=env.get("INFERWATCH_PRODUCERS") or None,
             smtp_host=env.get("INFERWATCH_SMTP_HOST") or "127.0.0.1",
             smtp_port=int(env.get("INFERWATCH_SMTP_PORT") or 25),

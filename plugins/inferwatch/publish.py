@@ -5,10 +5,10 @@ in place: each published file is built under a temporary name, checkpointed, clo
 ``os.replace``-d over the served one. Readers answer from the old file until the swap and from
 the new one right after.
 
-``serving.duckdb`` is a small catalog: views over immutable Parquet partitions of the marts
-and facts, of which a publish writes only those whose content changed
-(``inferwatch.serving_catalog``), and the warehouse's macros. ``ops.duckdb`` holds small tables
-and is a copy.
+``serving.duckdb`` is a small catalog: views over immutable Parquet files of the marts and
+facts (a small table in one file, a large one by month, day or hour), of which a publish writes
+only those whose content may have changed (``inferwatch.serving_catalog``), and the
+warehouse's macros. ``ops.duckdb`` holds small tables and is a copy.
 """
 
 from __future__ import annotations
@@ -136,18 +136,29 @@ def publish_serving(settings: Settings) -> Path:
         ).fetchall()
         tables = [table for (table,) in present if is_serving_table(table)]
         built["files"] = serving_catalog.build(
-            con, settings.data_dir, tables, built["previous"] or []
-        )
+            con, settings.data_dir, tables, built["previous"],
+            file_rows=settings.publish_file_rows, rewrite_all=settings.publish_rewrite_all,
+            build_id=_build_id(settings),
+        )  # fmt: skip
         _copy_macros(con)
         con.execute("detach warehouse")
 
     _swap_in(settings, settings.serving_path, fill)
     # After the swap, never before: a publish that dies earlier leaves the served files whole.
     deleted = serving_catalog.delete_unreferenced(
-        settings.data_dir, built["files"], built["previous"]
+        settings.data_dir, built["files"], built["previous"].files
     )
     log.info("published %s (%d old files deleted)", settings.serving_path, deleted)
     return settings.serving_path
+
+
+def _build_id(settings: Settings) -> str:
+    """The id the pipeline writes beside the warehouse before each build (pipeline.new_build):
+    a new one tells publishing that a build ran since its last publish."""
+    try:
+        return settings.warehouse_path.with_name("build-id").read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def record_run(settings: Settings, run_id: str, record: dict) -> Path:
