@@ -241,3 +241,14 @@
     {%- endfor -%}
     {{ day_column }} in ({{ days | join(', ') }})
 {%- endmacro %}
+
+
+{# A list of days as SQL date literals for an `in (...)` list; `null` (matches nothing) when
+   empty. #}
+{% macro date_literals(days) -%}
+    {%- if days -%}
+        date '{{ days | join("', date '") }}'
+    {%- else -%}
+        null
+    {%- endif -%}
+{%- endmacro %}

@@ -33,9 +33,7 @@
     {%- endset -%}
     {%- set rebuild_days = query_values(rebuild_days_query) -%}
 {%- endif -%}
-{%- set rebuild_day_list = (
-    "date '" ~ (rebuild_days | join("', date '")) ~ "'" if rebuild_days else "null"
-) %}
+{%- set rebuild_day_list = date_literals(rebuild_days) %}
 
 -- The reference-decile and category bins of mart_feature_distribution_daily (no `ks` rows, a
 -- sixth of the mart or less), with only the columns the Inputs and outputs dashboard's bin

@@ -46,9 +46,7 @@
     {%- endset -%}
     {%- set rebuild_days = query_values(rebuild_days_query) -%}
 {%- endif -%}
-{%- set rebuild_day_list = (
-    "date '" ~ (rebuild_days | join("', date '")) ~ "'" if rebuild_days else "null"
-) %}
+{%- set rebuild_day_list = date_literals(rebuild_days) %}
 
 -- Production counts and shares per model version, feature, day and reference bin, with the
 -- reference's share beside them; every bin of the reference appears, empty ones with 0.

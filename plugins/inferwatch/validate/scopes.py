@@ -101,31 +101,32 @@ def _touched_batches(spec: SuiteSpec, policy: Policy, window: RunWindow) -> list
     one batch when no build passed yet)."""
     if window.passed_through is None:
         return [_table_batch(spec, policy)]
-    groups = {"shape": [], "rows": [], "keys": []}
+    shape, rows, keys = [], [], []
     for expectation in spec.expectations:
         kind = expectation["type"]
         if kind in SHAPE_EXPECTATIONS:
-            groups["shape"].append(expectation)
+            shape.append(expectation)
         elif kind in KEY_EXPECTATIONS and spec.key is not None:
-            groups["keys"].append(expectation)
+            keys.append(expectation)
         else:
-            groups["rows"].append(expectation)
-    queries = {
-        "rows": (f"{spec.name}[touched]", window.touched_query(spec.table, None)),
-        "keys": (
-            f"{spec.name}[touched-keys]",
-            window.touched_query(spec.table, spec.key, _columns_of(groups["keys"], spec.key)),
-        ),
-    }
+            rows.append(expectation)
     batches = []
-    if groups["shape"]:
-        batches.append(_table_batch(replace(spec, expectations=groups["shape"]), policy))
-    for group in ("rows", "keys"):
-        if groups[group]:
-            name, query = queries[group]
-            part = _table_batch(replace(spec, expectations=groups[group]), policy)
-            batches.append(replace(part, name=name, query=query))
+    if shape:
+        batches.append(_table_batch(replace(spec, expectations=shape), policy))
+    if rows:
+        query = window.touched_query(spec.table, None)
+        batches.append(_query_batch(spec, rows, policy, f"{spec.name}[touched]", query))
+    if keys:
+        query = window.touched_query(spec.table, spec.key, _columns_of(keys, spec.key))
+        batches.append(_query_batch(spec, keys, policy, f"{spec.name}[touched-keys]", query))
     return batches
+
+
+def _query_batch(
+    spec: SuiteSpec, expectations: list[dict], policy: Policy, name: str, query: str
+) -> Batch:
+    part = _table_batch(replace(spec, expectations=expectations), policy)
+    return replace(part, name=name, query=query)
 
 
 def _columns_of(expectations: list[dict], key: str | None) -> list[str]:
